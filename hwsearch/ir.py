@@ -1,0 +1,403 @@
+"""The one vocabulary every room speaks: `LayerSpec` (one compute layer) and `NetSpec` (a network).
+
+Spaces turn a choice into a NetSpec, cost models consume LayerSpecs, lookup tables are keyed by
+`LayerSpec.key`. Nothing here imports torch, so a cost query is cheap and runs on any Ray worker.
+
+Shapes, per op (every count is a positive int; unused fields stay 1):
+
+- ``conv`` / ``dwconv``: batch ``n``, input channels ``c``, output channels ``k``, input ``in_h`` x
+  ``in_w`` (unpadded), kernel ``r`` x ``s``, ``stride``, symmetric ``pad``, ``groups``
+  (``dwconv`` has ``groups == c``). The output size is derived: ``h``, ``w``.
+- ``linear``: ``n`` samples of ``m`` tokens each, ``c`` input and ``k`` output features.
+- ``matmul`` (attention QK^T and AV, no weights): ``n`` independent products (batch x heads) of an
+  ``m x c`` by a ``c x k`` activation matrix.
+- ``softmax``: ``n`` x ``m`` rows of length ``k``.
+- ``norm`` / ``eltwise``: a tensor of ``n * c * in_h * in_w * m`` elements, ``c`` channels
+  (BatchNorm over maps: ``m == 1``; LayerNorm over tokens: ``in_h == in_w == 1``, ``m`` tokens).
+  ``eltwise`` with ``bias=True`` adds a learned tensor of one sample's shape (a position embedding).
+- ``pool``: ``n``, ``c`` channels, ``in_h`` x ``in_w``, window ``r`` x ``s``, ``stride``, ``pad``.
+
+``fn`` names the function inside an op: the activation fused into a conv/linear (``relu``,
+``hswish``, ``gelu``...), the kind of norm (``batch``/``layer``), of pool (``avg``/``max``) or of
+eltwise (``add``, ``mul``, ``relu``, ...). Structural pruning (channels or heads kept) and token
+pruning show up as smaller shapes; fine-grained pruning as ``density`` (share of weights kept) and
+N:M pruning as ``nm = (N, M)``. ``w_bits``/``a_bits`` are the bit-widths of weights and activations
+(32 for an unquantized float network).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Mapping
+
+from hwsearch.errors import SpecError
+
+OPS = ("conv", "dwconv", "linear", "matmul", "softmax", "norm", "eltwise", "pool")
+WEIGHTED_OPS = ("conv", "dwconv", "linear")
+IR_VERSION = 1
+
+_INT_FIELDS = ("n", "c", "k", "m", "in_h", "in_w", "r", "s", "stride", "groups")
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One compute layer, hardware-independent and hashable (``name`` is not part of its identity)."""
+
+    op: str
+    n: int = 1
+    c: int = 1
+    k: int = 1
+    m: int = 1
+    in_h: int = 1
+    in_w: int = 1
+    r: int = 1
+    s: int = 1
+    stride: int = 1
+    pad: int = 0
+    groups: int = 1
+    bias: bool = False
+    fn: str = ""
+    w_bits: int = 32
+    a_bits: int = 32
+    density: float = 1.0
+    nm: tuple[int, int] | None = None
+    name: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        where = f"layer {self.name or self.op!r}"
+        if self.op not in OPS:
+            raise SpecError(f"{where}: op {self.op!r} is unknown; expected one of {', '.join(OPS)}")
+        for f in _INT_FIELDS:
+            v = getattr(self, f)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise SpecError(f"{where}: {f}={v!r} must be a positive integer")
+        if not isinstance(self.pad, int) or self.pad < 0:
+            raise SpecError(f"{where}: pad={self.pad!r} must be a non-negative integer")
+        for f in ("w_bits", "a_bits"):
+            v = getattr(self, f)
+            if not isinstance(v, int) or not 1 <= v <= 32:
+                raise SpecError(f"{where}: {f}={v!r} must be an integer from 1 to 32")
+        if not 0.0 < float(self.density) <= 1.0:
+            raise SpecError(f"{where}: density={self.density!r} must lie in (0, 1]")
+        if self.nm is not None:
+            nm = tuple(self.nm)
+            if len(nm) != 2 or not all(isinstance(x, int) for x in nm) or not 0 < nm[0] <= nm[1]:
+                raise SpecError(f"{where}: nm={self.nm!r} must be (N, M) with 0 < N <= M")
+            object.__setattr__(self, "nm", nm)
+        if self.op in ("conv", "dwconv"):
+            if self.c % self.groups or self.k % self.groups:
+                raise SpecError(f"{where}: groups={self.groups} must divide c={self.c} and k={self.k}")
+            if self.op == "dwconv" and self.groups != self.c:
+                raise SpecError(f"{where}: a dwconv needs groups == c, got groups={self.groups}, c={self.c}")
+        if self.op in ("conv", "dwconv", "pool"):
+            if self.in_h + 2 * self.pad < self.r or self.in_w + 2 * self.pad < self.s:
+                raise SpecError(
+                    f"{where}: kernel {self.r}x{self.s} is larger than the padded input "
+                    f"{self.in_h + 2 * self.pad}x{self.in_w + 2 * self.pad}"
+                )
+        object.__setattr__(self, "density", float(self.density))
+
+    # ---- derived shape -------------------------------------------------------------------------
+    @property
+    def h(self) -> int:
+        """Output height (conv, dwconv, pool); the input height for other ops."""
+        if self.op in ("conv", "dwconv", "pool"):
+            return (self.in_h + 2 * self.pad - self.r) // self.stride + 1
+        return self.in_h
+
+    @property
+    def w(self) -> int:
+        """Output width (conv, dwconv, pool); the input width for other ops."""
+        if self.op in ("conv", "dwconv", "pool"):
+            return (self.in_w + 2 * self.pad - self.s) // self.stride + 1
+        return self.in_w
+
+    @property
+    def has_weights(self) -> bool:
+        """Whether the layer multiplies by learned weights (conv, dwconv, linear)."""
+        return self.op in WEIGHTED_OPS
+
+    @property
+    def weight_density(self) -> float:
+        """Share of weights that are non-zero after fine-grained and N:M pruning."""
+        d = self.density
+        if self.nm is not None:
+            d *= self.nm[0] / self.nm[1]
+        return d
+
+    @property
+    def macs(self) -> int:
+        """Dense multiply-accumulates of one forward pass (what a FLOP counter reports)."""
+        if self.op in ("conv", "dwconv"):
+            return self.n * self.k * self.h * self.w * (self.c // self.groups) * self.r * self.s
+        if self.op in ("linear", "matmul"):
+            return self.n * self.m * self.c * self.k
+        return 0
+
+    @property
+    def effective_macs(self) -> int:
+        """MACs with a non-zero weight: what zero-skipping hardware really executes."""
+        return int(round(self.macs * self.weight_density))
+
+    @property
+    def vector_ops(self) -> int:
+        """Element operations of a vector op (softmax, norm, eltwise, pool); 0 for MAC layers."""
+        if self.op == "softmax":
+            return self.n * self.m * self.k
+        if self.op in ("norm", "eltwise"):
+            return self.in_elems
+        if self.op == "pool":
+            return self.n * self.c * self.h * self.w * self.r * self.s
+        return 0
+
+    @property
+    def params(self) -> int:
+        """Learned parameters, dense."""
+        if self.op in ("conv", "dwconv"):
+            return self.k * (self.c // self.groups) * self.r * self.s + (self.k if self.bias else 0)
+        if self.op == "linear":
+            return self.c * self.k + (self.k if self.bias else 0)
+        if self.op == "norm":
+            return 2 * self.c if self.bias else 0
+        if self.op == "eltwise" and self.bias:
+            return self.in_elems // self.n
+        return 0
+
+    @property
+    def weight_params(self) -> int:
+        """Parameters of the weight tensor alone (excluding bias)."""
+        if self.op in WEIGHTED_OPS:
+            return self.params - (self.k if self.bias else 0)
+        return 0
+
+    @property
+    def nonzero_params(self) -> int:
+        """Parameters left after fine-grained / N:M pruning of the weight tensor."""
+        pruned = self.weight_params - int(round(self.weight_params * self.weight_density))
+        return self.params - pruned
+
+    @property
+    def weight_bytes(self) -> float:
+        """Bytes of the stored non-zero parameters at ``w_bits`` (index metadata not counted)."""
+        return self.nonzero_params * self.w_bits / 8
+
+    @property
+    def in_elems(self) -> int:
+        """Input activation elements (both operands for matmul)."""
+        if self.op in ("conv", "dwconv", "pool"):
+            return self.n * self.c * self.in_h * self.in_w
+        if self.op == "linear":
+            return self.n * self.m * self.c
+        if self.op == "matmul":
+            return self.n * (self.m * self.c + self.c * self.k)
+        if self.op == "softmax":
+            return self.n * self.m * self.k
+        return self.n * self.c * self.in_h * self.in_w * self.m
+
+    @property
+    def out_elems(self) -> int:
+        """Output activation elements."""
+        if self.op in ("conv", "dwconv"):
+            return self.n * self.k * self.h * self.w
+        if self.op == "pool":
+            return self.n * self.c * self.h * self.w
+        if self.op in ("linear", "matmul"):
+            return self.n * self.m * self.k
+        return self.in_elems
+
+    @property
+    def in_bytes(self) -> float:
+        """Input activation bytes at ``a_bits``."""
+        return self.in_elems * self.a_bits / 8
+
+    @property
+    def out_bytes(self) -> float:
+        """Output activation bytes at ``a_bits``."""
+        return self.out_elems * self.a_bits / 8
+
+    @property
+    def activation_bytes(self) -> float:
+        """Input plus output activation bytes: the memory the layer needs live at once (MCUNet)."""
+        return self.in_bytes + self.out_bytes
+
+    # ---- identity and serialisation ------------------------------------------------------------
+    @property
+    def key(self) -> str:
+        """Canonical string of everything that changes the layer's cost (``name`` excluded)."""
+        parts = [self.op]
+        for f in fields(self):
+            if f.name in ("op", "name"):
+                continue
+            v = getattr(self, f.name)
+            if f.name == "nm":
+                v = "-" if v is None else f"{v[0]}:{v[1]}"
+            elif f.name == "density":
+                v = repr(round(v, 6))
+            elif f.name == "bias":
+                v = int(v)
+            parts.append(f"{f.name}={v}")
+        return "|".join(parts)
+
+    def with_(self, **changes: Any) -> "LayerSpec":
+        """A copy with some fields changed (validated again)."""
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict; defaults are left out so files stay short."""
+        d: dict[str, Any] = {"op": self.op}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name != "op" and v != f.default:
+                d[f.name] = list(v) if f.name == "nm" else v
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "LayerSpec":
+        """Inverse of `to_dict`; unknown keys are an error, not silently dropped."""
+        known = {f.name for f in fields(cls)}
+        extra = set(d) - known
+        if extra:
+            raise SpecError(f"unknown LayerSpec field(s) {sorted(extra)}; known: {sorted(known)}")
+        if "op" not in d:
+            raise SpecError("a LayerSpec needs an 'op'")
+        kw = dict(d)
+        if kw.get("nm") is not None:
+            kw["nm"] = tuple(kw["nm"])
+        return cls(**kw)
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    """The ordered compute layers of one concrete network, and the shape of one input sample."""
+
+    layers: tuple[LayerSpec, ...]
+    input_shape: tuple[int, int, int]  # (channels, height, width)
+    name: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layers", tuple(self.layers))
+        shape = tuple(int(x) for x in self.input_shape)
+        if len(shape) != 3 or min(shape) < 1:
+            raise SpecError(f"input_shape={self.input_shape!r} must be (channels, height, width), all >= 1")
+        object.__setattr__(self, "input_shape", shape)
+        for layer in self.layers:
+            if not isinstance(layer, LayerSpec):
+                raise SpecError(f"NetSpec layers must be LayerSpec, got {type(layer).__name__}")
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    @property
+    def macs(self) -> int:
+        """Total dense MACs."""
+        return sum(layer.macs for layer in self.layers)
+
+    @property
+    def effective_macs(self) -> int:
+        """Total MACs with a non-zero weight."""
+        return sum(layer.effective_macs for layer in self.layers)
+
+    @property
+    def params(self) -> int:
+        """Total dense parameters."""
+        return sum(layer.params for layer in self.layers)
+
+    @property
+    def nonzero_params(self) -> int:
+        """Total parameters after fine-grained / N:M pruning."""
+        return sum(layer.nonzero_params for layer in self.layers)
+
+    @property
+    def weight_bytes(self) -> float:
+        """Model size: stored non-zero parameters at their bit-widths."""
+        return sum(layer.weight_bytes for layer in self.layers)
+
+    @property
+    def peak_activation_bytes(self) -> float:
+        """Largest input+output activation of any layer (MCUNet's peak memory)."""
+        return max((layer.activation_bytes for layer in self.layers), default=0.0)
+
+    @property
+    def avg_w_bits(self) -> float:
+        """Weight bit-width averaged over weight parameters."""
+        total = sum(layer.weight_params for layer in self.layers)
+        if total == 0:
+            return 0.0
+        return sum(layer.weight_params * layer.w_bits for layer in self.layers) / total
+
+    @property
+    def key(self) -> str:
+        """Short stable digest of the layers and input shape."""
+        text = json.dumps([list(self.input_shape)] + [layer.key for layer in self.layers])
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def distinct_layers(self) -> list[LayerSpec]:
+        """Layers with distinct keys, in first-seen order (what a lookup table needs)."""
+        seen: dict[str, LayerSpec] = {}
+        for layer in self.layers:
+            seen.setdefault(layer.key, layer)
+        return list(seen.values())
+
+    def with_batch(self, n: int) -> "NetSpec":
+        """The same network at batch size ``n``; matmul batches (batch x heads) scale too."""
+        out = []
+        for layer in self.layers:
+            heads = layer.n // self.batch if self.batch else 1
+            out.append(layer.with_(n=n * max(heads, 1)))
+        return NetSpec(tuple(out), self.input_shape, self.name)
+
+    @property
+    def batch(self) -> int:
+        """Batch size, read from the first layer."""
+        return self.layers[0].n if self.layers else 1
+
+    def summary(self) -> dict[str, Any]:
+        """The totals a person asks for first."""
+        return {
+            "layers": len(self.layers),
+            "macs": self.macs,
+            "params": self.params,
+            "weight_bytes": self.weight_bytes,
+            "peak_activation_bytes": self.peak_activation_bytes,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict with a format version."""
+        return {
+            "version": IR_VERSION,
+            "name": self.name,
+            "input_shape": list(self.input_shape),
+            "layers": [layer.to_dict() for layer in self.layers],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "NetSpec":
+        """Inverse of `to_dict`."""
+        version = d.get("version", IR_VERSION)
+        if version != IR_VERSION:
+            raise SpecError(f"NetSpec version {version!r} is not supported; this hwsearch reads {IR_VERSION}")
+        try:
+            layers = tuple(LayerSpec.from_dict(x) for x in d["layers"])
+            return cls(layers, tuple(d["input_shape"]), d.get("name", ""))
+        except KeyError as e:
+            raise SpecError(f"a NetSpec dict needs {e.args[0]!r}") from None
+
+    def to_json(self, path: str) -> None:
+        """Write to a JSON file atomically."""
+        from hwsearch.io import atomic_write_text
+
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=1))
+
+    @classmethod
+    def from_json(cls, path: str) -> "NetSpec":
+        """Read a JSON file written by `to_json`."""
+        with open(path) as f:
+            return cls.from_dict(json.load(f))
+
+
+__all__ = ["OPS", "WEIGHTED_OPS", "IR_VERSION", "LayerSpec", "NetSpec"]

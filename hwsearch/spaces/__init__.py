@@ -1,0 +1,41 @@
+"""What can be searched: a registry of search spaces.
+
+`get(name)` returns a `SearchSpace` (see `hwsearch.spaces.base`); `names()` lists them. Adding a
+space is one decorated factory in one new module, imported at the bottom of this file.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from hwsearch.errors import UnknownName
+from hwsearch.spaces.base import Choice, Dim, SearchSpace
+
+SPACES: dict[str, Callable[..., SearchSpace]] = {}
+
+
+def register(name: str) -> Callable[[Callable[..., SearchSpace]], Callable[..., SearchSpace]]:
+    """Decorator adding a space factory to the registry under ``name``."""
+
+    def add(factory: Callable[..., SearchSpace]) -> Callable[..., SearchSpace]:
+        SPACES[name] = factory
+        return factory
+
+    return add
+
+
+def get(name: str, **kwargs: Any) -> SearchSpace:
+    """The space registered as ``name``, built with ``kwargs`` (e.g. ``resolution``, ``num_classes``)."""
+    try:
+        factory = SPACES[name]
+    except KeyError:
+        raise UnknownName(f"unknown space {name!r}; known: {', '.join(sorted(SPACES))}") from None
+    return factory(**kwargs)
+
+
+def names() -> list[str]:
+    """Registered space names, sorted."""
+    return sorted(SPACES)
+
+
+__all__ = ["SPACES", "Choice", "Dim", "SearchSpace", "get", "names", "register"]

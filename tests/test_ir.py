@@ -1,0 +1,81 @@
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hwsearch.errors import SpecError
+from hwsearch.ir import LayerSpec, NetSpec
+
+convs = st.builds(
+    lambda c, k, hw, r, stride, pad, bits, dens: LayerSpec(
+        "conv", c=c, k=k, in_h=hw + r, in_w=hw + r, r=r, s=r, stride=stride, pad=pad,
+        w_bits=bits, a_bits=bits, density=dens,
+    ),
+    st.integers(1, 64), st.integers(1, 64), st.integers(1, 40), st.sampled_from([1, 3, 5, 7]),
+    st.integers(1, 3), st.integers(0, 3), st.integers(1, 32), st.floats(0.01, 1.0),
+)
+
+
+@given(convs)
+def test_layer_dict_round_trip_preserves_identity_and_key(layer):
+    back = LayerSpec.from_dict(json.loads(json.dumps(layer.to_dict())))
+    assert back == layer and back.key == layer.key and hash(back) == hash(layer)
+
+
+@given(convs)
+def test_conv_output_size_and_macs_follow_the_convolution_formula(layer):
+    h = (layer.in_h + 2 * layer.pad - layer.r) // layer.stride + 1
+    assert layer.h == h
+    assert layer.macs == layer.k * h * layer.w * layer.c * layer.r * layer.s
+    assert layer.effective_macs <= layer.macs
+
+
+def test_name_is_not_part_of_a_layers_identity():
+    a = LayerSpec("linear", c=8, k=4, name="fc1")
+    b = LayerSpec("linear", c=8, k=4, name="fc2")
+    assert a == b and a.key == b.key and len({a, b}) == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs, word",
+    [
+        ({"op": "conv", "c": 0}, "c=0"),
+        ({"op": "conv", "w_bits": 0}, "w_bits=0"),
+        ({"op": "nonsense"}, "unknown"),
+        ({"op": "dwconv", "c": 8, "k": 8, "groups": 1}, "groups == c"),
+        ({"op": "linear", "density": 0.0}, "density"),
+        ({"op": "linear", "nm": (4, 2)}, "nm"),
+    ],
+)
+def test_invalid_layers_are_rejected_with_the_field_named(kwargs, word):
+    with pytest.raises(SpecError, match=word):
+        LayerSpec(**kwargs)
+
+
+def test_weight_bytes_follow_bits_and_sparsity():
+    dense = LayerSpec("linear", c=100, k=10, w_bits=8)
+    assert dense.weight_bytes == 1000
+    assert dense.with_(nm=(2, 4)).weight_bytes == 500
+    assert dense.with_(w_bits=4, density=0.5).weight_bytes == 250
+
+
+def test_peak_activation_is_the_largest_input_plus_output_of_any_layer():
+    a = LayerSpec("conv", c=3, k=16, in_h=32, in_w=32, r=3, s=3, pad=1, a_bits=8)
+    b = LayerSpec("pool", c=16, in_h=32, in_w=32, r=32, s=32, stride=32, fn="avg", a_bits=8)
+    net = NetSpec((a, b), (3, 32, 32))
+    assert net.peak_activation_bytes == 3 * 32 * 32 + 16 * 32 * 32
+    assert NetSpec.from_dict(json.loads(json.dumps(net.to_dict()))) == net
+
+
+def test_matmul_counts_both_operands_as_activations_and_has_no_params():
+    qk = LayerSpec("matmul", n=4, m=17, c=16, k=17)
+    assert qk.params == 0 and qk.macs == 4 * 17 * 16 * 17
+    assert qk.in_elems == 4 * (17 * 16 + 16 * 17) and qk.out_elems == 4 * 17 * 17
+
+
+def test_with_batch_scales_matmul_batches_by_heads():
+    qk = LayerSpec("matmul", n=4, m=17, c=16, k=17)
+    fc = LayerSpec("linear", m=17, c=64, k=64)
+    net = NetSpec((fc, qk), (3, 32, 32)).with_batch(8)
+    assert net.layers[0].n == 8 and net.layers[1].n == 32
