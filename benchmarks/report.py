@@ -1,0 +1,63 @@
+"""Write one benchmark's section of BENCHMARKS.md, leaving every other section as it is.
+
+Each script owns the text between ``<!-- BEGIN name -->`` and ``<!-- END name -->``; a new section is
+appended. The file is written atomically, so two benchmarks finishing together cannot corrupt it
+(the lock makes their read-modify-write sequential).
+"""
+
+from __future__ import annotations
+
+import platform
+import re
+import subprocess
+from pathlib import Path
+
+from hwsearch.io import atomic_write_text, file_lock
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
+HEADER = "# Benchmarks\n\nEvery figure below comes from a script in `benchmarks/`; the command is given with each section.\n"
+
+
+def machine() -> str:
+    """One line naming this machine: CPU model, cores, Python and torch versions."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import os
+
+    parts = [cpu, f"{os.cpu_count()} cores", f"Python {platform.python_version()}"]
+    try:
+        import torch
+
+        parts.append(f"torch {torch.__version__}")
+    except ImportError:
+        pass
+    return ", ".join(parts)
+
+
+def git_rev() -> str:
+    """Short commit hash of the working tree, or 'unknown'."""
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def write_section(name: str, body: str, command: str) -> None:
+    """Replace (or append) section ``name`` of BENCHMARKS.md with ``body``, headed by the command."""
+    text = (
+        f"<!-- BEGIN {name} -->\n{body.rstrip()}\n\n"
+        f"_Command:_ `{command}` — machine: {machine()}; commit {git_rev()}.\n<!-- END {name} -->"
+    )
+    with file_lock(ROOT / ".cache" / "benchmarks.lock"):
+        old = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else HEADER
+        pattern = re.compile(rf"<!-- BEGIN {re.escape(name)} -->.*?<!-- END {re.escape(name)} -->", re.S)
+        new = pattern.sub(lambda _: text, old) if pattern.search(old) else old.rstrip() + "\n\n" + text + "\n"
+        atomic_write_text(BENCHMARKS_MD, new)
