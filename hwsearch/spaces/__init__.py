@@ -39,3 +39,4 @@ def names() -> list[str]:
 
 
 __all__ = ["SPACES", "Choice", "Dim", "SearchSpace", "get", "names", "register"]
+from hwsearch.spaces import fbnet as _fbnet  # noqa: E402,F401  (registers "fbnet")
