@@ -6,7 +6,7 @@ built. Module names here are the LayerSpec names `to_netspec` writes, so the two
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

@@ -23,21 +23,31 @@ Details settled against FBNet's published builder and model definitions (facts, 
 - Multiply-adds are ``NetSpec.macs``: convs and the classifier (BN, ReLU, adds and pooling count 0).
   The classifier is 2M of them, under 1% of any reference. With this reading the published models
   come out at FBNet-A 249.9M (paper 249M), FBNet-B 296.6M (295M), FBNet-C 385.0M (375M, +2.7%);
-  parameters 4.29M / 4.78M / 5.53M (paper 4.3M / 4.5M / 5.5M).
+  parameters, BatchNorm's scale and shift included, 4.32M / 4.81M / 5.57M (paper 4.3M / 4.5M / 5.5M).
 
 The per-block choices of FBNet-A/B/C follow the paper's Figure 4 as transcribed in public model
-definitions (mobile-vision's FBNet model zoo and re-implementations of the paper).
+definitions (mobile-vision's FBNet model zoo and re-implementations of the paper). They agree except
+for FBNet-B's block 10: the model zoo's plain FBNet-B says ``k5_e6``, a transcription of the figure
+and the zoo's own FBNet-B-SE say ``k5_e1``, which is used here (``k5_e6`` would give 306M, +3.8%).
+A second self-consistent reading exists: the later FBNetV2 builder drops the expansion conv at E=1,
+which gives A/B(k5_e6)/C = 244.5M / 291.0M / 378.1M; it is not used because the paper's block always
+has the expansion conv. The ReLU after the depthwise conv is the builder's (MobileNetV2's) and
+changes no multiply-add.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from hwsearch.errors import SpecError
 from hwsearch.ir import LayerSpec, NetSpec
 from hwsearch.spaces import register
 from hwsearch.spaces.base import Choice, Dim, SearchSpace
+
+if TYPE_CHECKING:
+    import torch
 
 OPS = ("k3_e1", "k3_e1_g2", "k3_e3", "k3_e6", "k5_e1", "k5_e1_g2", "k5_e3", "k5_e6", "skip")
 # (output channels, blocks, stride of the first block), from the paper's Table 1.
@@ -86,7 +96,7 @@ class Op:
         return self.name == "skip"
 
     @classmethod
-    def parse(cls, name: str) -> "Op":
+    def parse(cls, name: str) -> Op:
         """The operator a gene value names."""
         if name == "skip":
             return cls(name)
@@ -196,7 +206,7 @@ class FBNetSpace(SearchSpace):
         """(channels, height, width) of one input sample."""
         return (self.in_channels, self.resolution, self.resolution)
 
-    def build(self, choice: Mapping[str, Any]) -> "torch.nn.Module":  # noqa: F821
+    def build(self, choice: Mapping[str, Any]) -> torch.nn.Module:
         """A freshly initialised FBNet for ``choice``."""
         from hwsearch.spaces._fbnet_modules import FBNet
 
