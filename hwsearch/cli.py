@@ -83,5 +83,109 @@ def spaces_sample(
     )
 
 
+# ---- hwmodel -----------------------------------------------------------------------------------
+hw_app = typer.Typer(help="The built-in accelerator model: presets and per-layer cost.", no_args_is_help=True)
+app.add_typer(hw_app, name="hw")
+lut_app = typer.Typer(help="Lookup tables: build them from the accelerator model or from profiling.",
+                      no_args_is_help=True)
+app.add_typer(lut_app, name="lut")
+
+
+@hw_app.command("presets")
+def hw_presets(fmt: str = typer.Option("table", "--format", help="table or json.")) -> None:
+    """List the accelerator presets with their size, area, peak power and sources."""
+    from hwsearch.errors import ConfigError
+    from hwsearch.hwmodel import SOURCES, Accelerator, preset_names
+
+    if fmt not in ("table", "json"):
+        raise ConfigError(f"--format {fmt!r} is not supported; use table or json")
+    accels = {name: Accelerator.preset(name) for name in preset_names()}
+    if fmt == "json":
+        _emit_json({n: {**a.to_dict(), "area_mm2": a.area_mm2, "peak_power_w": a.peak_power_w,
+                        "source": SOURCES[n]} for n, a in accels.items()})
+        return
+    table = Table("preset", "PEs", "dataflow", "bits", "buffers", "DRAM B/cyc", "clock MHz", "area mm2", "peak W")
+    for n, a in accels.items():
+        table.add_row(n, f"{a.pe_rows}x{a.pe_cols}", a.dataflow, "/".join(map(str, a.precisions)),
+                      f"{a.buffer_bytes / 1024:,.0f} KiB", f"{a.dram_bw:g}", f"{a.clock_hz / 1e6:g}",
+                      f"{a.area_mm2:.2f}", f"{a.peak_power_w:.3f}")
+    console.print(table)
+    for n in accels:
+        console.print(f"[bold]{n}[/bold]: {SOURCES[n]}")
+
+
+@hw_app.command("cost")
+def hw_cost(
+    accel: str = typer.Option(..., help="Preset name, or an accelerator .json/.yaml, or a SCALE-Sim .cfg."),
+    layers: str = typer.Option(..., help="A netspec.json, or a SCALE-Sim topology CSV (conv or GEMM)."),
+    gemm: bool = typer.Option(False, "--gemm", help="Read the topology CSV as GEMM rows (name, M, N, K)."),
+    objective: str = typer.Option("latency", help="Mapping objective: latency or edp."),
+    fmt: str = typer.Option("table", "--format", help="table, json or csv."),
+) -> None:
+    """Per-layer cycles, latency, energy and utilisation of a network on an accelerator."""
+    import csv as _csv
+    from pathlib import Path
+
+    from hwsearch.errors import ConfigError, SpecError
+    from hwsearch.hwmodel import Accelerator, network_cost, read_topology
+    from hwsearch.ir import NetSpec
+
+    if fmt not in ("table", "json", "csv"):
+        raise ConfigError(f"--format {fmt!r} is not supported; use table, json or csv")
+    acc = Accelerator.resolve(accel)
+    path = Path(layers)
+    if not path.is_file():
+        raise SpecError(f"--layers {layers!r} does not exist")
+    if path.suffix.lower() == ".csv":
+        net = read_topology(path, gemm=True if gemm else None, bits=acc.native_bits)
+    else:
+        try:
+            net = NetSpec.from_json(str(path))
+        except ValueError as e:
+            raise SpecError(f"--layers {path.name!r} is not a netspec.json: {e}") from None
+    nc = network_cost(net, acc, objective)
+    rows = nc.rows()
+    if fmt == "json":
+        _emit_json({"accelerator": acc.to_dict(), "layers": rows, "total": nc.total_row()})
+    elif fmt == "csv":
+        writer = _csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["name"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        table = Table("layer", "compute cyc", "stall cyc", "latency ms", "energy uJ", "util", "DRAM KiB")
+        for r in rows + [nc.total_row()]:
+            table.add_row(str(r["name"]), f"{r['compute_cycles']:,}", f"{r['stall_cycles']:,}",
+                          f"{r['latency_s'] * 1e3:.4f}", f"{r['energy_pj'] * 1e-6:.3f}", f"{r['utilization']:.2f}",
+                          f"{(r['dram_read_bytes'] + r['dram_write_bytes']) / 1024:,.1f}")
+        console.print(table)
+
+
+@lut_app.command("build")
+def lut_build(
+    space: str = typer.Option(..., help="Search space name (see `hwsearch spaces list`)."),
+    accel: str = typer.Option(..., help="Preset name, or an accelerator .json/.yaml, or a SCALE-Sim .cfg."),
+    out: Optional[str] = typer.Option(None, help="Table file; default .cache/lut/<space>-<accelerator key>.json."),
+    bases: int = typer.Option(4, help="Random base choices whose single-gene changes are enumerated."),
+    bits: str = typer.Option("", help="Also cost every layer at these bit-widths, e.g. '8,4'."),
+    seed: int = typer.Option(0, help="Seed of the random base choices."),
+) -> None:
+    """Cost every distinct layer a space produces on an accelerator and save the table (a corrupt or
+    stale file at OUT is reported and rebuilt)."""
+    from hwsearch import spaces
+    from hwsearch.errors import ConfigError
+    from hwsearch.estimators.latency_table import build_model_table
+    from hwsearch.hwmodel import Accelerator
+
+    try:
+        widths = tuple(int(b) for b in bits.split(",") if b.strip())
+    except ValueError:
+        raise ConfigError(f"--bits {bits!r} must be comma-separated integers, e.g. 8,4") from None
+    acc = Accelerator.resolve(accel)
+    sp = spaces.get(space)
+    path = out or f".cache/lut/{space}-{acc.key}.json"
+    table = build_model_table(sp, acc, path, bases=bases, seed=seed, bits=widths)
+    print(f"{path}\t{len(table)} layers\taccelerator {acc.name} ({acc.key})")
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,354 @@
+"""Cost of a layer and of a network on an accelerator: cycles, latency, energy by level, traffic.
+
+`cost(layer, accel)` maps the layer (`hwsearch.hwmodel.mapping`) and turns the chosen mapping's
+access counts into energy with the accelerator's per-access table (`hwsearch.hwmodel.energy`). It
+is cached: the same layer on the same accelerator is one dictionary lookup, which is what makes
+costing hundreds of thousands of (network, accelerator) pairs affordable.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from hwsearch.errors import SpecError
+from hwsearch.hwmodel import energy as E
+from hwsearch.hwmodel.mapping import (
+    VECTOR_OPS_PER_ELEM,
+    ArrayMap,
+    Tiling,
+    _grid,
+    array_map,
+    kept_share,
+    mac_widths,
+    macs_per_pe_cycle,
+    run_width,
+    stored_weight_bytes_per_weight,
+    tile_search,
+    vector_cycles,
+)
+from hwsearch.hwmodel.spec import Accelerator
+from hwsearch.ir import LayerSpec, NetSpec
+
+LEVELS = ("mac", "rf", "noc", "buffer", "dram")
+TRAFFIC_LEVELS = ("rf", "buffer", "dram")
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """What one layer costs on one accelerator (energies in pJ, traffic in bytes)."""
+
+    compute_cycles: int
+    stall_cycles: int
+    clock_hz: float
+    macs: int                              # dense MACs of the layer
+    executed_macs: float                   # MACs the hardware really runs (sparsity skipped)
+    peak_macs_per_cycle: float             # array throughput at the layer's bit-widths
+    utilization: float                     # share of that peak used over the compute cycles
+    energy_pj: Mapping[str, float]         # by level: mac, rf, noc, buffer, dram
+    reads: Mapping[str, float]             # bytes read at rf, buffer, dram
+    writes: Mapping[str, float]            # bytes written at rf, buffer, dram
+    mapping: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def total_cycles(self) -> int:
+        """Compute plus stall cycles."""
+        return self.compute_cycles + self.stall_cycles
+
+    @property
+    def latency_s(self) -> float:
+        """Seconds at the accelerator's clock."""
+        return self.total_cycles / self.clock_hz
+
+    @property
+    def total_energy_pj(self) -> float:
+        """Energy summed over levels."""
+        return float(sum(self.energy_pj[k] for k in LEVELS))
+
+    @property
+    def dram_bytes(self) -> float:
+        """Bytes moved between DRAM and the chip."""
+        return self.reads["dram"] + self.writes["dram"]
+
+    def to_row(self, name: str = "") -> dict[str, Any]:
+        """A flat dict (one CSV/JSON row): the LayerCost fields and the per-level breakdowns."""
+        row: dict[str, Any] = {
+            "name": name,
+            "compute_cycles": self.compute_cycles,
+            "stall_cycles": self.stall_cycles,
+            "total_cycles": self.total_cycles,
+            "latency_s": self.latency_s,
+            "energy_pj": self.total_energy_pj,
+            "utilization": self.utilization,
+            "macs": self.macs,
+            "executed_macs": self.executed_macs,
+        }
+        for k in LEVELS:
+            row[f"energy_{k}_pj"] = self.energy_pj[k]
+        for k in TRAFFIC_LEVELS:
+            row[f"{k}_read_bytes"] = self.reads[k]
+            row[f"{k}_write_bytes"] = self.writes[k]
+        row["mapping"] = ";".join(f"{k}={v}" for k, v in self.mapping.items())
+        return row
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict of every field."""
+        return {
+            "compute_cycles": self.compute_cycles, "stall_cycles": self.stall_cycles,
+            "clock_hz": self.clock_hz, "macs": self.macs, "executed_macs": self.executed_macs,
+            "peak_macs_per_cycle": self.peak_macs_per_cycle, "utilization": self.utilization,
+            "energy_pj": dict(self.energy_pj), "reads": dict(self.reads), "writes": dict(self.writes),
+            "mapping": dict(self.mapping),
+        }
+
+
+@dataclass(frozen=True)
+class NetworkCost:
+    """Per-layer costs of a network, in order, and their totals (layers run one after another)."""
+
+    layers: tuple[LayerCost, ...]
+    names: tuple[str, ...]
+
+    @property
+    def compute_cycles(self) -> int:
+        return sum(c.compute_cycles for c in self.layers)
+
+    @property
+    def stall_cycles(self) -> int:
+        return sum(c.stall_cycles for c in self.layers)
+
+    @property
+    def total_cycles(self) -> int:
+        return sum(c.total_cycles for c in self.layers)
+
+    @property
+    def latency_s(self) -> float:
+        """Sum of the layers' latencies, added in layer order."""
+        total = 0.0
+        for c in self.layers:
+            total += c.latency_s
+        return total
+
+    @property
+    def energy_pj(self) -> float:
+        """Sum of the layers' energies, added in layer order."""
+        total = 0.0
+        for c in self.layers:
+            total += c.total_energy_pj
+        return total
+
+    @property
+    def energy_by_level(self) -> dict[str, float]:
+        return {k: sum(c.energy_pj[k] for c in self.layers) for k in LEVELS}
+
+    @property
+    def utilization(self) -> float:
+        """MAC-weighted array utilisation over the layers with MACs."""
+        busy = sum(c.executed_macs / c.peak_macs_per_cycle for c in self.layers if c.macs)
+        cycles = sum(c.compute_cycles for c in self.layers if c.macs)
+        pes = self.layers[0].mapping.get("pes", 1) if self.layers else 1
+        return busy / (cycles * pes) if cycles else 0.0
+
+    @property
+    def edp(self) -> float:
+        """Energy-delay product in J*s."""
+        return self.energy_pj * 1e-12 * self.latency_s
+
+    def total_row(self) -> dict[str, Any]:
+        """The totals as one row with the same column names as the layer rows."""
+        row: dict[str, Any] = {
+            "name": "total", "compute_cycles": self.compute_cycles, "stall_cycles": self.stall_cycles,
+            "total_cycles": self.total_cycles, "latency_s": self.latency_s, "energy_pj": self.energy_pj,
+            "utilization": self.utilization, "macs": sum(c.macs for c in self.layers),
+            "executed_macs": sum(c.executed_macs for c in self.layers),
+        }
+        for k, v in self.energy_by_level.items():
+            row[f"energy_{k}_pj"] = v
+        for k in TRAFFIC_LEVELS:
+            row[f"{k}_read_bytes"] = sum(c.reads[k] for c in self.layers)
+            row[f"{k}_write_bytes"] = sum(c.writes[k] for c in self.layers)
+        row["edp_js"] = self.edp
+        return row
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per layer, in order."""
+        return [c.to_row(n) for c, n in zip(self.layers, self.names, strict=True)]
+
+
+def cost(layer: LayerSpec, accel: Accelerator, objective: str = "latency") -> LayerCost:
+    """Cost of ``layer`` on ``accel`` under the best mapping for ``objective`` (latency or edp)."""
+    hit = _CACHE.get((layer, accel, objective))
+    if hit is not None:
+        return hit
+    return costs([layer], accel, objective)[0]
+
+
+# (layer, accelerator, objective) -> LayerCost. LayerSpec and Accelerator are frozen and hashable;
+# the dict is emptied when it grows past _CACHE_MAX entries, so a long search cannot exhaust memory.
+_CACHE: dict[tuple[LayerSpec, Accelerator, str], LayerCost] = {}
+_CACHE_MAX = 1 << 19
+
+
+def costs(layers: Iterable[LayerSpec], accel: Accelerator, objective: str = "latency") -> list[LayerCost]:
+    """Costs of many layers on one accelerator; the uncached MAC layers are mapped in one batch."""
+    layers = list(layers)
+    todo: dict[LayerSpec, None] = {}
+    for layer in layers:
+        if (layer, accel, objective) not in _CACHE:
+            todo.setdefault(layer, None)
+    if todo:
+        if len(_CACHE) + len(todo) > _CACHE_MAX:
+            _CACHE.clear()
+        mac = [layer for layer in todo if layer.macs > 0]
+        for layer in todo:
+            if layer.macs == 0:
+                _CACHE[(layer, accel, objective)] = _vector_cost(layer, accel)
+        if mac:
+            if objective not in ("latency", "edp"):
+                raise SpecError(f"mapping objective {objective!r} is unknown; use latency or edp")
+            t = E.table(accel)
+            preps = [_prepare(layer, accel, t) for layer in mac]
+            sizes = _sram_sizes(accel)
+            tilings = tile_search(mac, accel, [pr.am.compute_cycles for pr in preps], objective,
+                                  base_pj=[pr.e_mac + pr.e_rf for pr in preps],
+                                  pj_per_dram_byte=t.dram_pj + t.sram_pj(max(sizes)))
+            for layer, pr, tiling in zip(mac, preps, tilings, strict=True):
+                _CACHE[(layer, accel, objective)] = _finish(layer, accel, t, pr, tiling)
+    return [_CACHE[(layer, accel, objective)] for layer in layers]
+
+
+def _sram_sizes(accel: Accelerator) -> tuple[float, float, float]:
+    if accel.unified:
+        return (accel.glb_bytes,) * 3
+    return accel.ifmap_sram_bytes, accel.filter_sram_bytes, accel.ofmap_sram_bytes
+
+
+@lru_cache(maxsize=4096)
+def _sram_energies(accel: Accelerator) -> tuple[float, ...]:
+    """Per-byte read energies of the ifmap, weight and output buffers, then their write energies."""
+    t, sizes = E.table(accel), _sram_sizes(accel)
+    return tuple(t.sram_pj(x) for x in sizes) + tuple(t.sram_pj(x, write=True) for x in sizes)
+
+
+@dataclass(frozen=True)
+class _Prep:
+    """Array-level results of one MAC layer, before the buffer-level tiling is known."""
+
+    am: ArrayMap
+    f: float
+    executed: float
+    passes: int
+    a_b: float
+    w_b: float
+    w_store: float
+    e_mac: float
+    e_rf: float
+
+
+def _prepare(layer: LayerSpec, accel: Accelerator, t: E.EnergyTable) -> _Prep:
+    am = array_map(layer, accel)
+    f = macs_per_pe_cycle(layer, accel)
+    executed = layer.macs * kept_share(layer, accel)
+    pw, pa, passes = mac_widths(layer, accel)
+    a_b = layer.a_bits / 8
+    w_b = layer.w_bits / 8 if layer.has_weights else a_b
+    e_mac = executed * passes * E.mac_pj(t, pw, pa)
+    e_rf = executed * passes * (w_b * t.rf_weight_pj + a_b * t.rf_ifmap_pj + 2 * a_b * t.rf_psum_pj)
+    return _Prep(am, f, executed, passes, a_b, w_b, stored_weight_bytes_per_weight(layer, accel), e_mac, e_rf)
+
+
+def _finish(layer: LayerSpec, accel: Accelerator, t: E.EnergyTable, pr: _Prep, tiling: Tiling) -> LayerCost:
+    am, f, executed, passes, a_b, w_b, w_store = pr.am, pr.f, pr.executed, pr.passes, pr.a_b, pr.w_b, pr.w_store
+    e_mac, e_rf = pr.e_mac, pr.e_rf
+    e_i_r, e_w_r, e_o_r, e_i_w, e_w_w, e_o_w = _sram_energies(accel)
+    rf_reads = executed * passes * (w_b + 2 * a_b)
+    rf_writes = executed * passes * a_b
+    buf_reads_array = am.ifmap_reads * a_b + am.weight_reads * w_store + am.psum_reads * a_b
+    buf_writes_array = am.out_writes * a_b
+    buf_reads = buf_reads_array + tiling.dram_write
+    buf_writes = buf_writes_array + tiling.dram_read
+
+    e_noc = (buf_reads_array + buf_writes_array) * t.noc_pj
+    dram_i, dram_w = tiling.dram_ifmap, tiling.dram_weight
+    dram_o_rd = tiling.dram_read - dram_i - dram_w
+    e_buf = (am.ifmap_reads * a_b * e_i_r + am.weight_reads * w_store * e_w_r
+             + am.psum_reads * a_b * e_o_r + am.out_writes * a_b * e_o_w
+             + dram_i * e_i_w + dram_w * e_w_w + dram_o_rd * e_o_w + tiling.dram_write * e_o_r)
+    e_dram = (tiling.dram_read + tiling.dram_write) * t.dram_pj
+
+    stall = max(0, math.ceil(tiling.latency_cycles - am.compute_cycles - 1e-9))
+    peak = accel.num_pes * f
+    util = executed / (am.compute_cycles * peak)
+    mapping = {
+        "dataflow": accel.dataflow, "pes": accel.num_pes, "folds": am.folds, "tile_rows": tiling.rows,
+        "tile_filters": tiling.filters, "tile_channels": tiling.channels, "order": tiling.order,
+        "double_buffered": tiling.double_buffered, "passes": passes, "macs_per_pe_cycle": f,
+    }
+    return LayerCost(
+        compute_cycles=int(am.compute_cycles), stall_cycles=int(stall), clock_hz=accel.clock_hz,
+        macs=layer.macs, executed_macs=float(executed), peak_macs_per_cycle=float(peak),
+        utilization=float(util),
+        energy_pj={"mac": e_mac, "rf": e_rf, "noc": e_noc, "buffer": e_buf, "dram": e_dram},
+        reads={"rf": rf_reads, "buffer": buf_reads, "dram": tiling.dram_read},
+        writes={"rf": rf_writes, "buffer": buf_writes, "dram": tiling.dram_write},
+        mapping=mapping,
+    )
+
+
+def _vector_cost(layer: LayerSpec, accel: Accelerator) -> LayerCost:
+    """Softmax, norm, eltwise and pool on the vector unit, streaming through the buffer."""
+    t = E.table(accel)
+    compute = vector_cycles(layer, accel)
+    pa, na = run_width(layer.a_bits, accel)
+    param_bytes = layer.params * layer.a_bits / 8
+    rd = layer.in_bytes + param_bytes
+    wr = layer.out_bytes
+    bw = accel.dram_bw
+    chunk = min(rd, accel.buffer_bytes / 4)
+    latency = max(compute, (rd + wr) / bw) + chunk / bw
+    stall = max(0, math.ceil(latency - compute - 1e-9))
+    size = accel.glb_bytes or accel.ifmap_sram_bytes
+    ops = layer.vector_ops * VECTOR_OPS_PER_ELEM[layer.op]
+    lanes = accel.vector_lanes * (accel.native_bits / pa) / na
+    e_vec = ops * t.vector_pj * pa / 8 * na
+    e_buf = (rd + wr) * (t.sram_pj(size) + t.sram_pj(size, write=True))
+    return LayerCost(
+        compute_cycles=int(compute), stall_cycles=int(stall), clock_hz=accel.clock_hz, macs=0,
+        executed_macs=0.0, peak_macs_per_cycle=float(accel.num_pes), utilization=float(ops / (compute * lanes)),
+        energy_pj={"mac": e_vec, "rf": 0.0, "noc": (rd + wr) * t.noc_pj, "buffer": e_buf, "dram": (rd + wr) * t.dram_pj},
+        reads={"rf": 0.0, "buffer": rd + wr, "dram": rd},
+        writes={"rf": 0.0, "buffer": rd + wr, "dram": wr},
+        mapping={"unit": "vector", "lanes": lanes, "pes": accel.num_pes},
+    )
+
+
+def network_cost(net: NetSpec | Iterable[LayerSpec], accel: Accelerator, objective: str = "latency") -> NetworkCost:
+    """Per-layer costs and totals of a network (a NetSpec or any sequence of LayerSpecs)."""
+    layers = tuple(net.layers if isinstance(net, NetSpec) else net)
+    names = tuple(layer.name or f"{layer.op}{i}" for i, layer in enumerate(layers))
+    return NetworkCost(tuple(costs(layers, accel, objective)), names)
+
+
+def hardware_metrics(net: NetSpec, accel: Accelerator) -> dict[str, float]:
+    """The search metrics of a network on an accelerator: latency_ms, energy_mj, edp (mJ*ms),
+    area_mm2 and peak_power_w."""
+    nc = network_cost(net, accel)
+    latency_ms = nc.latency_s * 1e3
+    energy_mj = nc.energy_pj * 1e-9
+    return {
+        "latency_ms": latency_ms,
+        "energy_mj": energy_mj,
+        "edp": energy_mj * latency_ms,
+        "area_mm2": accel.area_mm2,
+        "peak_power_w": accel.peak_power_w,
+    }
+
+
+def cache_clear() -> None:
+    """Forget every cached cost (for benchmarks that time cold costing)."""
+    _CACHE.clear()
+    vector_cycles.cache_clear()
+    _grid.cache_clear()
