@@ -187,5 +187,81 @@ def lut_build(
     print(f"{path}\t{len(table)} layers\taccelerator {acc.name} ({acc.key})")
 
 
+# ---- kernels: measured latency tables ------------------------------------------------------------
+def _measured(space: str, device: str, threads: int, cache_dir: Optional[str], quick: bool, progress: bool):
+    from hwsearch.estimators.measured import MeasuredLatency
+    from hwsearch.kernels import TimerConfig
+
+    timers = dict(layer_timer=TimerConfig.quick(), network_timer=TimerConfig.quick()) if quick else {}
+    return MeasuredLatency(space, device, threads=threads, cache_dir=cache_dir, progress=progress, **timers)
+
+
+@app.command("profile")
+def profile(
+    space: str = typer.Option(..., help="Search space name (see `hwsearch spaces list`)."),
+    device: str = typer.Option("cpu", help="cpu, or cuda when a GPU is present."),
+    networks: int = typer.Option(20, help="Profile every distinct layer of this many sampled networks."),
+    fit: int = typer.Option(60, help="Networks measured end to end to fit the correction (0: fit nothing)."),
+    seed: int = typer.Option(0, help="Seed of the sampled networks."),
+    threads: int = typer.Option(1, help="Intra-op threads for every measurement (recorded in the fingerprint)."),
+    cache_dir: Optional[str] = typer.Option(None, help="Cache folder; default $HWSEARCH_CACHE or ~/.cache/hwsearch."),
+    quick: bool = typer.Option(False, help="Few timing samples: a smoke test, not numbers to trust."),
+    fmt: str = typer.Option("table", "--format", help="table or json."),
+) -> None:
+    """Measure a space's layers as real kernels on this machine into a cached table, and fit the
+    whole-network correction (layers already in the table are not measured again)."""
+    from hwsearch.errors import ConfigError
+
+    if fmt not in ("table", "json"):
+        raise ConfigError(f"--format {fmt!r} is not supported; use table or json")
+    est = _measured(space, device, threads, cache_dir, quick, progress=fmt == "table")
+    est.profile_space(networks, seed=seed)
+    out: dict = {"space": space, "device": est.fingerprint.label, "table": str(est.table_path),
+                 "layers": len(est.table)}
+    if fit:
+        pred = est.fit(fit, seed=seed)
+        out["predictor"] = str(est.predictor_path)
+        out["fit"] = {k: pred.report[k] for k in ("n_train", "n_test", "train", "test", "test_lut_sum")}
+    if fmt == "json":
+        _emit_json(out)
+        return
+    print(f"{out['table']}\t{out['layers']} layers\t{out['device']}")
+    if fit:
+        for part in ("train", "test", "test_lut_sum"):
+            r = out["fit"][part]
+            print(f"fit {part:12s} n={r['n']:3d}  within ±10% {100 * r['within_10pct']:.0f}%  "
+                  f"RMSPE {r['rmspe']:.1f}%  Kendall tau {r['kendall_tau']:.3f}")
+
+
+@lut_app.command("check")
+def lut_check(
+    space: str = typer.Option(..., help="Search space name (see `hwsearch spaces list`)."),
+    device: str = typer.Option("cpu", help="cpu, or cuda when a GPU is present."),
+    n: int = typer.Option(20, help="Networks to sample, predict and measure end to end."),
+    seed: int = typer.Option(1, help="Seed of the sampled networks (networks used for fitting are skipped)."),
+    threads: int = typer.Option(1, help="Intra-op threads (must match the profiled table's)."),
+    noise_floor: bool = typer.Option(False, help="Measure every network twice and report the repeatability."),
+    cache_dir: Optional[str] = typer.Option(None, help="Cache folder; default $HWSEARCH_CACHE or ~/.cache/hwsearch."),
+    quick: bool = typer.Option(False, help="Few timing samples: a smoke test, not numbers to trust."),
+    fmt: str = typer.Option("table", "--format", help="table or json."),
+) -> None:
+    """Predict and measure N networks on this machine: share within ±10%, RMSPE, Kendall tau."""
+    from hwsearch.errors import ConfigError
+
+    if fmt not in ("table", "json"):
+        raise ConfigError(f"--format {fmt!r} is not supported; use table or json")
+    est = _measured(space, device, threads, cache_dir, quick, progress=False)
+    res = est.check(n, seed=seed, noise_floor=noise_floor)
+    if fmt == "json":
+        _emit_json(res)
+        return
+    rows = [("prediction", res)] + [(label, res[k]) for k, label in
+                                     (("lut_sum", "table sum alone"), ("noise_floor", "noise floor")) if k in res]
+    print(f"{space} on {res['device']}; corrected: {res['corrected']}")
+    for label, r in rows:
+        print(f"{label:16s} n={r['n']:3d}  within ±10% {100 * r['within_10pct']:.0f}%  RMSPE {r['rmspe']:.1f}%  "
+              f"Kendall tau {r['kendall_tau']:.3f}")
+
+
 if __name__ == "__main__":
     main()
