@@ -318,9 +318,16 @@ def tile_search(layers: list[LayerSpec], accel: Accelerator, compute_cycles: lis
     i_t, w_t, o_t = cat("i_t"), cat("w_t"), cat("o_t")
     rd, wr = cat("rd", 1), cat("wr", 1)
     cap_g, cap_i, cap_w, cap_o = _capacities(accel)
-    need = i_t + w_t + o_t
-    fit2 = (2 * need <= cap_g) & (2 * i_t <= cap_i) & (2 * w_t <= cap_w) & (2 * o_t <= cap_o)
-    fit1 = (need <= cap_g) & (i_t <= cap_i) & (w_t <= cap_w) & (o_t <= cap_o)
+    if accel.dataflow in ("rs", "ws"):
+        # Weight-holding dataflows keep a weight tile that fits (double-buffered) in the PEs' register
+        # files there (Eyeriss' filter scratchpads), so it takes no buffer space.
+        rf_total = accel.rf_bytes * accel.num_pes
+        w_buf = np.where(2 * w_t <= rf_total, 0.0, w_t)
+    else:
+        w_buf = w_t
+    need = i_t + w_buf + o_t
+    fit2 = (2 * need <= cap_g) & (2 * i_t <= cap_i) & (2 * w_buf <= cap_w) & (2 * o_t <= cap_o)
+    fit1 = (need <= cap_g) & (i_t <= cap_i) & (w_buf <= cap_w) & (o_t <= cap_o)
     fits_any = np.maximum.reduceat(fit1, starts)
     if not fits_any.all():
         j = int(np.flatnonzero(~fits_any)[0])

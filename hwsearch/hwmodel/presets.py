@@ -46,10 +46,10 @@ def names() -> list[str]:
 
 @register("eyeriss", "Chen et al., ISCA 2016 / JSSC 2017: 12x14 PEs, row-stationary, 108 KB global buffer, "
                      "16-bit fixed point, per-PE scratchpads of 12 ifmap + 224 filter + 24 psum 16-bit words "
-                     "(520 B), 200 MHz for the AlexNet measurements, 64-bit off-chip data bus; energies from "
-                     "Accelergy's 65 nm Eyeriss-like exercise")
+                     "(520 B), 200 MHz core clock for the AlexNet measurements, 64-bit off-chip link at 90 MHz "
+                     "(3.6 bytes per core cycle); energies from Accelergy's 65 nm Eyeriss-like exercise")
 def _eyeriss() -> Accelerator:
-    return Accelerator(pe_rows=12, pe_cols=14, rf_bytes=520, glb_bytes=108 * KiB, dram_bw=8.0, clock_hz=200e6,
+    return Accelerator(pe_rows=12, pe_cols=14, rf_bytes=520, glb_bytes=108 * KiB, dram_bw=64 / 8 * 90e6 / 200e6, clock_hz=200e6,
                        dataflow="rs", native_bits=16, precisions=(16,), vector_lanes=4, tech="65nm-eyeriss",
                        name="eyeriss")
 
