@@ -1,0 +1,28 @@
+"""Applying a compression policy to a torch model: structural, N:M, head and token pruning, quantization.
+
+Public API:
+
+- `LayerPolicy`, `Policy`, `token_schedule` — what to do to each layer (JSON round trip).
+- `prunable_layers(model, input_shape)` — the conv/linear layers a policy may address, in execution
+  order, each with its traced LayerSpec and the coupled group (leader, unit, units) its width follows.
+- `apply_policy(model, policy, input_shape, calib=None)` — a compressed copy of the model.
+- `rebuild(model, policy, input_shape, state_dict)` — restore an exported compressed model.
+- `compressed_netspec(model, input_shape, policy=None)` — the NetSpec of what the compressed model runs.
+- `calibrate(model, batch)` — activation ranges (min-max or MSE-optimal clipping).
+- `fine_tune(model, data, epochs, ...)` — a few epochs of quantization/sparsity-aware training.
+- `to_int8(model)` — real int8 kernels (torch.ao, CPU) for the 8-bit conv/linear layers.
+- `export_onnx(model, input_shape, path)` / `onnx_max_error(...)` — ONNX with folded fake quantization.
+"""
+
+from hwsearch.compress.apply import apply_policy, check_policy, compressed_netspec, nonzero_params, rebuild
+from hwsearch.compress.export import export_onnx, onnx_max_error, to_int8
+from hwsearch.compress.finetune import fine_tune, fine_tune_recipe
+from hwsearch.compress.graph import PrunableLayer, prunable_layers
+from hwsearch.compress.modules import QConv2d, QLinear, calibrate
+from hwsearch.compress.policy import DENSE, LayerPolicy, Policy, token_schedule
+
+__all__ = [
+    "DENSE", "LayerPolicy", "Policy", "PrunableLayer", "QConv2d", "QLinear", "apply_policy", "calibrate",
+    "check_policy", "compressed_netspec", "export_onnx", "fine_tune", "fine_tune_recipe", "nonzero_params",
+    "onnx_max_error", "prunable_layers", "rebuild", "to_int8", "token_schedule",
+]

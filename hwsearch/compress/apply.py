@@ -1,0 +1,148 @@
+"""Applying a `Policy` to a torch model, and the NetSpec of what the compressed model really runs.
+
+`apply_policy` returns a new module: groups shrunk structurally (channels, heads), weight masks and
+fake quantization on the layers that ask for them, token-dropping hooks for a ViT schedule, and
+activation ranges calibrated when a batch is given. The structure depends on the policy alone, so
+``rebuild(space.build(choice), policy, input_shape, state_dict)`` restores an exported compressed model
+exactly. `compressed_netspec` traces the compressed module (shapes, tokens) and reads each layer's
+bits and sparsity from the layer itself, so accelerator models and lookup tables cost what runs.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from hwsearch.compress.graph import PrunableLayer, prunable_layers
+from hwsearch.compress.modules import COMPRESSED, QConv2d, QLinear, activation_quant_bypassed, calibrate
+from hwsearch.compress.policy import FLOAT_BITS, Policy
+from hwsearch.compress.structural import kept_units, shrink
+from hwsearch.compress.tokens import install_token_pruning
+from hwsearch.errors import ConfigError
+from hwsearch.estimators.counters import trace_netspec
+from hwsearch.ir import NetSpec
+
+POLICY_ATTR = "compression_policy"
+
+
+def check_policy(policy: Policy, layers: list[PrunableLayer]) -> None:
+    """Raise `ConfigError` when ``policy`` names unknown layers or asks a width it cannot set."""
+    by_name = {layer.name: layer for layer in layers}
+    unknown = sorted(set(policy.layers) - set(by_name))
+    if unknown:
+        raise ConfigError(f"policy names unknown layer(s) {unknown[:3]}; prunable layers are e.g. "
+                          f"{[layer.name for layer in layers[:4]]} (see prunable_layers)")
+    for name, lp in policy.layers.items():
+        layer = by_name[name]
+        if lp.keep >= 1.0 or layer.leader:
+            continue
+        if layer.group is None:
+            raise ConfigError(f"layer {name!r}: keep={lp.keep} but its width is fixed ({layer.note})")
+        lead = policy.layer(layer.group).keep
+        if lp.keep != lead:
+            raise ConfigError(f"layer {name!r}: keep={lp.keep} but its width follows group leader "
+                              f"{layer.group!r} (keep={lead}); set keep on the leader only")
+
+
+def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)
+
+
+def apply_policy(model: nn.Module, policy: Policy, input_shape: tuple[int, int, int],
+                 calib: torch.Tensor | None = None) -> nn.Module:
+    """A compressed copy of ``model`` under ``policy`` (``model`` itself is left untouched).
+
+    ``calib`` is a calibration batch (N, C, H, W) for the activation ranges; without it, layers with
+    quantized activations must get their ranges from `calibrate` or a loaded state dict before use.
+    """
+    input_shape = tuple(int(x) for x in input_shape)
+    out = copy.deepcopy(model)
+    layers = prunable_layers(out, input_shape)
+    check_policy(policy, layers)
+
+    structural: dict[str, int] = {}
+    masked_rows: dict[str, int] = {}
+    for layer in layers:
+        keep = policy.layer(layer.name).keep
+        if not layer.leader or keep >= 1.0:
+            continue
+        n = kept_units(layer.units, keep, policy.round_to if layer.unit == "channels" else 1)
+        (structural if layer.structural else masked_rows)[layer.name] = n
+    out, failed = shrink(out, input_shape, structural)
+    for name in failed:
+        masked_rows[name] = structural[name]
+
+    for layer in layers:
+        lp = policy.layer(layer.name)
+        rows = masked_rows.get(layer.name)
+        if rows is None and lp.pattern == "dense" and lp.w_bits >= FLOAT_BITS and lp.a_bits >= FLOAT_BITS:
+            continue
+        old = out.get_submodule(layer.name)
+        if rows is not None and layer.unit == "heads":
+            rows = rows * 3 * old.out_features // (3 * layer.units)
+        if isinstance(old, nn.Conv2d):
+            new = QConv2d.from_conv(old, lp, policy.w_clip, policy.a_clip, layer.name, rows)
+        else:
+            new = QLinear.from_linear(old, lp, policy.w_clip, policy.a_clip, layer.name, rows)
+        _replace(out, layer.name, new)
+
+    if policy.tokens:
+        with activation_quant_bypassed():
+            install_token_pruning(out, policy.tokens, input_shape)
+    setattr(out, POLICY_ATTR, policy)
+    if calib is not None and policy.needs_calibration:
+        calibrate(out, calib)
+    return out
+
+
+def rebuild(model: nn.Module, policy: Policy, input_shape: tuple[int, int, int],
+            state_dict: Mapping[str, Any]) -> nn.Module:
+    """The exported compressed model: ``apply_policy`` on a freshly built ``model``, then its weights."""
+    out = apply_policy(model, policy, input_shape)
+    try:
+        out.load_state_dict(state_dict, strict=True)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        raise ConfigError(f"the saved weights do not fit the network rebuilt from its policy: "
+                          f"{first[1].strip() if len(first) > 1 else first[0]}") from None
+    return out
+
+
+def compressed_netspec(model: nn.Module, input_shape: tuple[int, int, int], policy: Policy | None = None,
+                       batch: int = 1, name: str = "") -> NetSpec:
+    """NetSpec of what runs: traced shapes (pruned channels, heads, tokens) and each layer's
+    ``w_bits``/``a_bits``/``density``/``nm``; with ``policy``, ``model`` is compressed first."""
+    if policy is not None:
+        applied = getattr(model, POLICY_ATTR, None)
+        if applied is not None and applied != policy:
+            raise ConfigError("the model is already compressed under another policy; pass policy=None")
+        if applied is None:
+            model = apply_policy(model, policy, input_shape)
+    with activation_quant_bypassed():
+        net = trace_netspec(model, tuple(input_shape), batch, name)
+    layers = []
+    for layer in net.layers:
+        module = model.get_submodule(layer.name) if layer.has_weights else None
+        layers.append(layer.with_(**module.describe()) if isinstance(module, COMPRESSED) else layer)
+    return NetSpec(tuple(layers), net.input_shape, name)
+
+
+def nonzero_params(model: nn.Module) -> int:
+    """Parameters of ``model`` as computed with: masked weights count only where the mask is 1."""
+    total = 0
+    for m in model.modules():
+        for pname, p in m.named_parameters(recurse=False):
+            if pname == "weight" and isinstance(m, COMPRESSED) and m.masked:
+                total += int(m.weight_mask.sum())
+            else:
+                total += p.numel()
+    return total
+
+
+__all__ = ["POLICY_ATTR", "apply_policy", "check_policy", "compressed_netspec", "nonzero_params", "rebuild"]

@@ -1,0 +1,239 @@
+"""Conv and linear layers that carry a weight mask and fake quantization, and their calibration.
+
+`QConv2d` and `QLinear` subclass `nn.Conv2d` / `nn.Linear`, so the NetSpec tracer, torch-pruning and
+optimizers see ordinary layers, and a compressed model keeps its module qualnames. Everything that
+depends on data or weights (mask, weight scales, activation ranges) is a buffer, so a state dict holds
+it and reloading reproduces the model exactly; which buffers exist depends only on the policy.
+
+Per layer: ``weight_mask`` (pattern fine/nm), ``w_scale`` (per output channel, w_bits < 32; refreshed
+from the weights in every training step, frozen in eval), ``a_range`` ([lo, hi] of the input, a_bits <
+32, set by `calibrate`) and ``o_range`` (output range, kept for the real int8 kernels of `to_int8`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hwsearch.compress.policy import FLOAT_BITS, LayerPolicy
+from hwsearch.compress.quant import act_params, act_range, fake_quant_act, fake_quant_weight, weight_scale
+from hwsearch.compress.sparsity import fine_mask, nm_mask
+from hwsearch.errors import ConfigError
+
+CALIB_SAMPLES = 1 << 18  # activation values kept per layer for the MSE range search
+
+
+class _Compressed:
+    """Shared state and maths of `QConv2d` and `QLinear` (a mixin over the torch layer)."""
+
+    weight: nn.Parameter
+    pattern: str
+    nm: tuple[int, int] | None
+    w_bits: int
+    a_bits: int
+    w_clip: str
+    a_clip: str
+    layer_name: str
+
+    def _setup(self, lp: LayerPolicy, w_clip: str, a_clip: str, name: str, row_keep: int | None = None) -> None:
+        self.pattern, self.nm, self.density = lp.pattern, lp.nm, lp.density
+        self.w_bits, self.a_bits = lp.w_bits, lp.a_bits
+        self.w_clip, self.a_clip, self.layer_name = w_clip, a_clip, name
+        self.row_keep = row_keep
+        self._observe: list[torch.Tensor] | None = None
+        self._out_seen: list[float] | None = None
+        mask = None
+        w = self.weight.detach()
+        if row_keep is not None:
+            # A width that could not be shrunk structurally: zero the weakest output channels instead.
+            norms = w.reshape(w.shape[0], -1).norm(dim=1)
+            rows = torch.zeros(w.shape[0], device=w.device, dtype=w.dtype)
+            rows[torch.topk(norms, row_keep).indices] = 1.0
+            mask = rows.reshape(-1, *([1] * (w.dim() - 1))).expand_as(w).clone()
+            w = w * mask
+        if self.pattern == "fine":
+            mask = fine_mask(w, lp.density) * (mask if mask is not None else 1.0)
+        elif self.pattern == "nm":
+            mask = nm_mask(w, *lp.nm, where=f"layer {name!r}") * (mask if mask is not None else 1.0)
+        if mask is not None:
+            self.register_buffer("weight_mask", mask)
+        if self.w_bits < FLOAT_BITS:
+            self.register_buffer("w_scale", weight_scale(self._masked_weight(), self.w_bits, self.w_clip))
+        if self.a_bits < FLOAT_BITS:
+            nan = float("nan")
+            self.register_buffer("a_range", torch.tensor([nan, nan]))
+            self.register_buffer("o_range", torch.tensor([nan, nan]))
+
+    @property
+    def masked(self) -> bool:
+        """Whether some weights are held at zero by a mask."""
+        return "weight_mask" in self._buffers
+
+    def _masked_weight(self) -> torch.Tensor:
+        if self.masked:
+            return self.weight * self.weight_mask
+        return self.weight
+
+    def qweight(self) -> torch.Tensor:
+        """The weight the layer computes with: masked, then fake-quantized."""
+        w = self._masked_weight()
+        if self.w_bits < FLOAT_BITS:
+            if self.training:
+                with torch.no_grad():
+                    self.w_scale.copy_(weight_scale(w, self.w_bits, self.w_clip))
+            w = fake_quant_weight(w, self.w_scale, self.w_bits)
+        return w
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether activation ranges are known (always true for float activations)."""
+        return self.a_bits >= FLOAT_BITS or not bool(torch.isnan(self.a_range).any())
+
+    def act_qparams(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scale and zero point of the input activation grid."""
+        return act_params(self.a_range[0], self.a_range[1], self.a_bits)
+
+    def qinput(self, x: torch.Tensor) -> torch.Tensor:
+        """The input as the layer sees it: fake-quantized to ``a_bits`` when below 32."""
+        if self.a_bits >= FLOAT_BITS:
+            return x
+        if self._observe is not None:
+            flat = x.detach().reshape(-1)
+            step = max(1, flat.numel() // CALIB_SAMPLES)
+            self._observe.append(flat[::step].float().cpu())
+            return x
+        if _BYPASS[0]:
+            return x
+        if not torch.jit.is_tracing() and not self.calibrated:
+            raise ConfigError(
+                f"layer {self.layer_name!r} quantizes activations to {self.a_bits} bits but has no "
+                "calibrated range; pass calib= to apply_policy, call calibrate(model, batch), or load a state dict"
+            )
+        scale, zero = self.act_qparams()
+        return fake_quant_act(x, scale, zero, self.a_bits)
+
+    def _seen_output(self, y: torch.Tensor) -> None:
+        if self._out_seen is not None:
+            lo, hi = float(y.detach().min()), float(y.detach().max())
+            self._out_seen = [min(self._out_seen[0], lo), max(self._out_seen[1], hi)]
+
+    def describe(self) -> dict[str, object]:
+        """The compression this layer carries (the LayerSpec fields it sets)."""
+        density, nm = 1.0, None
+        if self.pattern == "nm":
+            nm = tuple(self.nm)
+            if self.row_keep is not None:
+                density = self.row_keep / self.weight.shape[0]
+        elif self.masked:
+            density = float(self.weight_mask.sum()) / self.weight_mask.numel()
+        return {"w_bits": self.w_bits, "a_bits": self.a_bits, "density": density, "nm": nm}
+
+
+class QConv2d(_Compressed, nn.Conv2d):
+    """A `nn.Conv2d` with an optional weight mask and fake-quantized weights and input."""
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d, lp: LayerPolicy, w_clip: str, a_clip: str, name: str,
+                  row_keep: int | None = None) -> QConv2d:
+        """A compressed copy of ``conv`` (same weights) under ``lp``; ``row_keep`` masks output channels."""
+        q = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode,
+                device=conv.weight.device, dtype=conv.weight.dtype)
+        with torch.no_grad():
+            q.weight.copy_(conv.weight)
+            if conv.bias is not None:
+                q.bias.copy_(conv.bias)
+        q._setup(lp, w_clip, a_clip, name, row_keep)
+        q.train(conv.training)
+        return q
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        y = self._conv_forward(self.qinput(x), self.qweight(), self.bias)
+        self._seen_output(y)
+        return y
+
+
+class QLinear(_Compressed, nn.Linear):
+    """A `nn.Linear` with an optional weight mask and fake-quantized weights and input."""
+
+    @classmethod
+    def from_linear(cls, lin: nn.Linear, lp: LayerPolicy, w_clip: str, a_clip: str, name: str,
+                    row_keep: int | None = None) -> QLinear:
+        """A compressed copy of ``lin`` (same weights) under ``lp``; ``row_keep`` masks output features."""
+        q = cls(lin.in_features, lin.out_features, lin.bias is not None,
+                device=lin.weight.device, dtype=lin.weight.dtype)
+        with torch.no_grad():
+            q.weight.copy_(lin.weight)
+            if lin.bias is not None:
+                q.bias.copy_(lin.bias)
+        q._setup(lp, w_clip, a_clip, name, row_keep)
+        q.train(lin.training)
+        return q
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        y = F.linear(self.qinput(x), self.qweight(), self.bias)
+        self._seen_output(y)
+        return y
+
+
+COMPRESSED = (QConv2d, QLinear)
+
+# Tracing a model for its NetSpec runs it on zeros before calibration; shapes do not depend on ranges.
+_BYPASS = [False]
+
+
+@contextlib.contextmanager
+def activation_quant_bypassed() -> Iterator[None]:
+    """Inside this block, uncalibrated activation quantizers pass inputs through (for shape tracing)."""
+    old = _BYPASS[0]
+    _BYPASS[0] = True
+    try:
+        yield
+    finally:
+        _BYPASS[0] = old
+
+
+@torch.no_grad()
+def calibrate(model: nn.Module, batch: torch.Tensor, clip: str | None = None) -> nn.Module:
+    """Set every quantized layer's input range from one forward pass over ``batch`` (in place).
+
+    Layers are calibrated in execution order, each seeing the already-quantized outputs of the layers
+    before it, so the ranges fit what the quantized model really feeds them. ``clip`` overrides each
+    layer's ``a_clip`` (``minmax`` or ``mse``).
+    """
+    layers = [m for m in model.modules() if isinstance(m, COMPRESSED) and m.a_bits < FLOAT_BITS]
+    was_training = model.training
+    model.eval()
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    batch = batch.to(device)
+    try:
+        for layer in layers:
+            layer.a_range.fill_(float("nan"))
+        for layer in layers:
+            # One pass per layer: earlier layers are calibrated (quantizing), later ones pass through.
+            layer._observe = []
+            layer._out_seen = [float("inf"), float("-inf")]
+            with activation_quant_bypassed():
+                model(batch)
+            samples = torch.cat(layer._observe)
+            lo, hi = act_range(samples, layer.a_bits, clip or layer.a_clip)
+            layer.a_range.copy_(torch.tensor([lo, hi]))
+            layer._observe = None
+        for layer in layers:
+            layer._out_seen = [float("inf"), float("-inf")]
+        model(batch)
+        for layer in layers:
+            layer.o_range.copy_(torch.tensor(layer._out_seen))
+    finally:
+        for layer in layers:
+            layer._observe = None
+            layer._out_seen = None
+        model.train(was_training)
+    return model
+
+
+__all__ = ["COMPRESSED", "QConv2d", "QLinear", "activation_quant_bypassed", "calibrate"]
