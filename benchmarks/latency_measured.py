@@ -34,10 +34,10 @@ from hwsearch.estimators.measured import MeasuredLatency, cache_root  # noqa: E4
 
 
 def run_space(space: str, device: str, n: int, n_fit: int, profile_nets: int, check_seed: int,
-              cache_dir: Path, log) -> dict:
+              cache_dir: Path, statistic: str, log) -> dict:
     """Profile, fit and check one space on one device; the figures as a dict."""
     t0 = time.time()
-    est = MeasuredLatency(space, device, cache_dir=cache_dir)
+    est = MeasuredLatency(space, device, cache_dir=cache_dir, statistic=statistic)
     if profile_nets:
         est.profile_space(profile_nets, seed=0)
     log(f"[{space}/{device}] table: {len(est.table)} layers after profiling ({time.time() - t0:.0f} s)")
@@ -60,15 +60,16 @@ def run_space(space: str, device: str, n: int, n_fit: int, profile_nets: int, ch
     return res
 
 
-def fmt(r: dict) -> str:
-    return f"{100 * r['within_10pct']:.0f}% | {r['rmspe']:.1f}% | {r['kendall_tau']:.3f}"
+def fmt(r: dict, sep: str = " | ") -> str:
+    return sep.join([f"{100 * r['within_10pct']:.0f}%", f"{r['rmspe']:.1f}%", f"{r['kendall_tau']:.3f}"])
 
 
-def markdown(results: list[dict], n: int, n_fit: int, check_seed: int, gpu_note: str) -> str:
+def markdown(results: list[dict], n: int, n_fit: int, check_seed: int, statistic: str, gpu_note: str) -> str:
     lines = [
-        "## Measured latency tables: whole-network prediction on this machine",
+        f"## Measured latency tables: whole-network prediction on this machine ({statistic} of repeated runs)",
         "",
-        f"Per space: a layer table of real kernels (fp32, batch 1, one thread, noise-controlled medians), "
+        f"Per space: a layer table of real kernels (fp32, batch 1, one thread, noise-controlled, the "
+        f"{statistic} of repeated runs after outlier rejection), "
         f"a learned correction fitted on {n_fit} networks measured end to end (seed stream 0), and {n} "
         f"further networks from seed {check_seed} that were never used for fitting. 'Noise floor' is each "
         "of those networks measured a second time (after all first measurements) against its first "
@@ -82,8 +83,7 @@ def markdown(results: list[dict], n: int, n_fit: int, check_seed: int, gpu_note:
         t = r["fit"]["test"]
         lines.append(
             f"| {r['space']} | {r['fingerprint']['device']} ({r['fingerprint']['clock']} clock) | {r['n']} | "
-            f"{fmt(r).replace(' | ', ' | ', 2)} | {fmt(r['lut_sum']).replace(' | ', ' / ')} | "
-            f"{fmt(r['noise_floor']).replace(' | ', ' / ')} | "
+            f"{fmt(r)} | {fmt(r['lut_sum'], ' / ')} | {fmt(r['noise_floor'], ' / ')} | "
             f"{100 * t['within_10pct']:.0f}% / {t['rmspe']:.1f}% ({r['fit']['n_test']}) | "
             f"{r['median_measured_ms']:.2f} ms | {r['load_avg'][0]}→{r['load_avg'][1]} |"
         )
@@ -111,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1, help="seed of the checked networks")
     ap.add_argument("--cache-dir", type=Path, default=None)
     ap.add_argument("--devices", nargs="+", default=None, help="default: cpu, plus cuda when a GPU is present")
+    ap.add_argument("--statistic", default="median", choices=["median", "min"],
+                    help="per-measurement statistic (min repeats better on a busy machine)")
     ap.add_argument("--no-write", action="store_true", help="print figures, leave BENCHMARKS.md alone")
     args = ap.parse_args(argv)
 
@@ -122,17 +124,18 @@ def main(argv: list[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(time.strftime("%H:%M:%S"), msg, flush=True)
 
-    results = [run_space(s, d, args.n, args.fit, args.profile_nets, args.seed, cache, log)
+    results = [run_space(s, d, args.n, args.fit, args.profile_nets, args.seed, cache, args.statistic, log)
                for d in devices for s in args.spaces]
     gpu_note = ("CUDA: measured above." if "cuda" in devices else
                 "CUDA: no GPU was at hand when this ran, so there are no CUDA figures; the CUDA paths "
                 "(CUDA-event timing, fp16/bf16, int8 `torch._int_mm`, 2:4 semi-structured linear) are "
                 "untested on hardware.")
-    body = markdown(results, args.n, args.fit, args.seed, gpu_note)
+    body = markdown(results, args.n, args.fit, args.seed, args.statistic, gpu_note)
     print(body)
     if not args.no_write:
         cmd = "python benchmarks/latency_measured.py " + " ".join(argv if argv is not None else sys.argv[1:])
-        write_section("latency_measured", body, cmd.strip())
+        name = "latency_measured" if args.statistic == "median" else f"latency_measured_{args.statistic}"
+        write_section(name, body, cmd.strip())
     return 0
 
 

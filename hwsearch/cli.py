@@ -188,12 +188,17 @@ def lut_build(
 
 
 # ---- kernels: measured latency tables ------------------------------------------------------------
-def _measured(space: str, device: str, threads: int, cache_dir: Optional[str], quick: bool, progress: bool):
+_STATISTIC_HELP = "median (default), or min: repeats better on a machine busy with other work."
+
+
+def _measured(space: str, device: str, threads: int, cache_dir: Optional[str], quick: bool, progress: bool,
+              statistic: str):
     from hwsearch.estimators.measured import MeasuredLatency
     from hwsearch.kernels import TimerConfig
 
     timers = dict(layer_timer=TimerConfig.quick(), network_timer=TimerConfig.quick()) if quick else {}
-    return MeasuredLatency(space, device, threads=threads, cache_dir=cache_dir, progress=progress, **timers)
+    return MeasuredLatency(space, device, threads=threads, cache_dir=cache_dir, progress=progress,
+                           statistic=statistic, **timers)
 
 
 @app.command("profile")
@@ -206,6 +211,7 @@ def profile(
     threads: int = typer.Option(1, help="Intra-op threads for every measurement (recorded in the fingerprint)."),
     cache_dir: Optional[str] = typer.Option(None, help="Cache folder; default $HWSEARCH_CACHE or ~/.cache/hwsearch."),
     quick: bool = typer.Option(False, help="Few timing samples: a smoke test, not numbers to trust."),
+    statistic: str = typer.Option("median", help=_STATISTIC_HELP),
     fmt: str = typer.Option("table", "--format", help="table or json."),
 ) -> None:
     """Measure a space's layers as real kernels on this machine into a cached table, and fit the
@@ -214,7 +220,7 @@ def profile(
 
     if fmt not in ("table", "json"):
         raise ConfigError(f"--format {fmt!r} is not supported; use table or json")
-    est = _measured(space, device, threads, cache_dir, quick, progress=fmt == "table")
+    est = _measured(space, device, threads, cache_dir, quick, fmt == "table", statistic)
     est.profile_space(networks, seed=seed)
     out: dict = {"space": space, "device": est.fingerprint.label, "table": str(est.table_path),
                  "layers": len(est.table)}
@@ -243,6 +249,7 @@ def lut_check(
     noise_floor: bool = typer.Option(False, help="Measure every network twice and report the repeatability."),
     cache_dir: Optional[str] = typer.Option(None, help="Cache folder; default $HWSEARCH_CACHE or ~/.cache/hwsearch."),
     quick: bool = typer.Option(False, help="Few timing samples: a smoke test, not numbers to trust."),
+    statistic: str = typer.Option("median", help=_STATISTIC_HELP),
     fmt: str = typer.Option("table", "--format", help="table or json."),
 ) -> None:
     """Predict and measure N networks on this machine: share within ±10%, RMSPE, Kendall tau."""
@@ -250,7 +257,7 @@ def lut_check(
 
     if fmt not in ("table", "json"):
         raise ConfigError(f"--format {fmt!r} is not supported; use table or json")
-    est = _measured(space, device, threads, cache_dir, quick, progress=False)
+    est = _measured(space, device, threads, cache_dir, quick, False, statistic)
     res = est.check(n, seed=seed, noise_floor=noise_floor)
     if fmt == "json":
         _emit_json(res)

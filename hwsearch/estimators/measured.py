@@ -54,10 +54,11 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
 def entry_from_profile(measurement: Measurement, precision: str, sparse: bool) -> TableEntry:
     """A table entry for a measured kernel: median seconds, relative spread, and how it was measured."""
     return TableEntry(
-        latency_s=measurement.median_s,
+        latency_s=measurement.latency_s,
         spread=measurement.spread,
         extra={"ci_rel": measurement.ci_rel, "samples": float(measurement.samples),
                "rejected": float(measurement.rejected), "inner": float(measurement.inner),
+               "median_s": measurement.median_s, "min_s": measurement.min_s,
                "int8": float(precision.startswith("int8")), "sparse": float(sparse)},
     )
 
@@ -77,17 +78,22 @@ class MeasuredLatency:
     def __init__(self, space: str | Any, device: str = "cpu", threads: int | None = None, dtype: str = "fp32",
                  clock: str | None = None, cache_dir: str | os.PathLike | None = None,
                  layer_timer: TimerConfig | None = None, network_timer: TimerConfig | None = None,
-                 progress: bool = False) -> None:
+                 statistic: str = "median", progress: bool = False) -> None:
+        from dataclasses import replace
+
         from hwsearch import spaces
 
         self.space = spaces.get(space) if isinstance(space, str) else space
         self.space_name = self.space.name
         self.fingerprint: DeviceFingerprint = device_fingerprint(device, threads, dtype, clock)
-        self.layer_timer = layer_timer or TimerConfig()
-        self.network_timer = network_timer or TimerConfig.network()
+        self.statistic = statistic
+        self.layer_timer = replace(layer_timer or TimerConfig(), statistic=statistic)
+        self.network_timer = replace(network_timer or TimerConfig.network(), statistic=statistic)
         self.progress = progress
         root = cache_root(cache_dir)
         stem = f"{self.space_name}-{self.fingerprint.device}-{self.fingerprint.digest}"
+        if statistic != "median":
+            stem += f"-{statistic}"
         self.table_path = root / "tables" / f"{stem}.json"
         self.predictor_path = root / "predictors" / f"{stem}.json"
         self._table_lock = root / "locks" / f"{stem}.lock"
@@ -99,8 +105,8 @@ class MeasuredLatency:
     # ---- the table ---------------------------------------------------------------------------
     @property
     def table_fingerprint(self) -> dict[str, Any]:
-        """What the table file must carry: the device fingerprint and the space it was built for."""
-        return {"space": self.space_name, **self.fingerprint.to_dict()}
+        """What the table file must carry: the device fingerprint, the space and the timing statistic."""
+        return {"space": self.space_name, "statistic": self.statistic, **self.fingerprint.to_dict()}
 
     @property
     def table(self) -> LatencyTable:
@@ -218,7 +224,7 @@ class MeasuredLatency:
         """Measure ``n_networks`` sampled networks end to end, fit the correction and save it."""
         samples = self.sample(n_networks, FIT_SEED_OFFSET + seed)
         feats = [self.features(s.net) for s in samples]
-        measured = [self.measure_choice(s.choice).median_s for s in samples]
+        measured = [self.measure_choice(s.choice).latency_s for s in samples]
         pred = fit_predictor(feats, measured, self.table_fingerprint, self.space_name, test_share, seed)
         report = dict(pred.report)
         report["fitted_networks"] = [s.net.key for s in samples]
@@ -245,7 +251,7 @@ class MeasuredLatency:
             feats = self.features(s.net)
             base.append(lut_sum_s(feats))
             predicted.append(self.predictor.predict_features(feats) if self.predictor else base[-1])
-            measured.append(self.measure_choice(s.choice).median_s)
+            measured.append(self.measure_choice(s.choice).latency_s)
             if on_network:
                 on_network(i, {"predicted_s": predicted[-1], "measured_s": measured[-1]})
         out: dict[str, Any] = dict(accuracy_report(predicted, measured))
@@ -255,8 +261,9 @@ class MeasuredLatency:
         out["space"] = self.space_name
         out["seed"] = seed
         out["median_measured_ms"] = float(np.median(measured) * 1e3)
+        out["statistic"] = self.statistic
         if noise_floor:
-            again = [self.measure_choice(s.choice, seed=1).median_s for s in samples]
+            again = [self.measure_choice(s.choice, seed=1).latency_s for s in samples]
             out["noise_floor"] = accuracy_report(again, measured)
         return out
 
@@ -267,7 +274,7 @@ def predicted_latency_ms(space: str, choice: Mapping[str, Any], device: str = "c
     est = _estimator(space, device, cache_dir)
     out = {"latency_ms": est.predict_choice_s(choice) * 1e3}
     if measure:
-        out["measured_latency_ms"] = est.measure_choice(choice).median_s * 1e3
+        out["measured_latency_ms"] = est.measure_choice(choice).latency_s * 1e3
     return out
 
 
