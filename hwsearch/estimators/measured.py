@@ -37,7 +37,7 @@ from hwsearch.estimators.latency_table import LatencyTable, TableEntry
 from hwsearch.io import file_lock
 from hwsearch.ir import LayerSpec, NetSpec
 from hwsearch.kernels import DeviceFingerprint, Measurement, TimerConfig, device_fingerprint
-from hwsearch.kernels.profile import measure_network, profile_layer
+from hwsearch.kernels.profile import measure_layer_chain, measure_network, profile_layer
 
 # Fitting and checking draw networks from disjoint seed streams, so a check never sees a fitted net.
 FIT_SEED_OFFSET = 1_000_003
@@ -195,6 +195,11 @@ class MeasuredLatency:
             return measure_network(model, self.space.input_shape(choice), self.fingerprint, batch=batch,
                                    timer=self.network_timer, seed=seed)
 
+    def measure_netspec(self, net: NetSpec) -> Measurement:
+        """Run the layers of ``net`` back to back as real kernels and time the chain end to end."""
+        with file_lock(self._device_lock):
+            return measure_layer_chain(net.layers, self.fingerprint, self.network_timer)
+
     def sample(self, n: int, seed: int, exclude: Iterable[str] = ()) -> list[NetworkSample]:
         """``n`` distinct networks sampled with ``seed``, none whose NetSpec key is in ``exclude``."""
         if n < 1:
@@ -268,26 +273,42 @@ class MeasuredLatency:
         return out
 
 
+def device_latency_ms(space: str, net: NetSpec, device: str = "cpu", threads: int | None = None,
+                      statistic: str = "median", cache_dir: str | os.PathLike | None = None,
+                      measure: bool = False) -> dict[str, float]:
+    """Latency of a network on this machine, in ms: ``predicted`` (table + correction), ``lut`` (plain
+    table sum) and, with ``measure``, ``measured_layers`` (its layers run back to back as real kernels)."""
+    est = estimator(space, device, threads, statistic, cache_dir)
+    feats = est.features(net)
+    out = {"predicted": (est.predictor.predict_features(feats) if est.predictor else lut_sum_s(feats)) * 1e3,
+           "lut": lut_sum_s(feats) * 1e3}
+    if measure:
+        out["measured_layers"] = est.measure_netspec(net).latency_s * 1e3
+    return out
+
+
 def predicted_latency_ms(space: str, choice: Mapping[str, Any], device: str = "cpu",
                          cache_dir: str | os.PathLike | None = None, measure: bool = False) -> dict[str, float]:
-    """``latency_ms`` of a choice on this machine: predicted (and measured end to end if ``measure``)."""
-    est = _estimator(space, device, cache_dir)
+    """``latency_ms`` of a choice of a space on this machine, predicted; with ``measure`` also
+    ``measured_latency_ms``: the built network's forward measured end to end."""
+    est = estimator(space, device, cache_dir=cache_dir)
     out = {"latency_ms": est.predict_choice_s(choice) * 1e3}
     if measure:
         out["measured_latency_ms"] = est.measure_choice(choice).latency_s * 1e3
     return out
 
 
-_ESTIMATORS: dict[tuple[str, str, str], MeasuredLatency] = {}
+_ESTIMATORS: dict[tuple[Any, ...], MeasuredLatency] = {}
 
 
-def _estimator(space: str, device: str, cache_dir: str | os.PathLike | None) -> MeasuredLatency:
-    # One per process and setup: the table is read from disk once, not once per trial.
-    key = (space, device, str(cache_root(cache_dir)))
+def estimator(space: str, device: str = "cpu", threads: int | None = None, statistic: str = "median",
+              cache_dir: str | os.PathLike | None = None) -> MeasuredLatency:
+    """One shared `MeasuredLatency` per process and setup, so the table is read from disk once, not per trial."""
+    key = (space, device, threads, statistic, str(cache_root(cache_dir)))
     if key not in _ESTIMATORS:
-        _ESTIMATORS[key] = MeasuredLatency(space, device, cache_dir=cache_dir)
+        _ESTIMATORS[key] = MeasuredLatency(space, device, threads=threads, statistic=statistic, cache_dir=cache_dir)
     return _ESTIMATORS[key]
 
 
-__all__ = ["FIT_SEED_OFFSET", "MeasuredLatency", "NetworkSample", "cache_root", "entry_from_profile",
-           "predicted_latency_ms"]
+__all__ = ["FIT_SEED_OFFSET", "MeasuredLatency", "NetworkSample", "cache_root", "device_latency_ms",
+           "entry_from_profile", "estimator", "predicted_latency_ms"]

@@ -11,7 +11,7 @@ launch, not the kernel).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,4 +100,29 @@ def measure_network(module: Any, input_shape: tuple[int, ...], fingerprint: Devi
         return time_fn(lambda: module(x), timer or TimerConfig.network(), clock_for(fingerprint))
 
 
-__all__ = ["LayerProfile", "clock_for", "cuda_event_clock", "measure_network", "profile_layer", "threads_pinned"]
+def measure_layer_chain(layers: Sequence[LayerSpec], fingerprint: DeviceFingerprint,
+                        timer: TimerConfig | None = None, seed: int = 0) -> Measurement:
+    """Seconds to run every layer's kernel once, back to back in order, timed as one call.
+
+    This is the measured cost of a network known only as a NetSpec (no module to run): the real
+    kernels, in network order, with the cache state one layer leaves to the next, but without the
+    module's own glue (reshapes, Python control flow). Layers with equal keys share one kernel.
+    """
+    import torch
+
+    kernels: dict[str, Callable[[], Any]] = {}
+    for layer in layers:
+        if layer.key not in kernels:
+            kernels[layer.key] = make_kernel(layer, fingerprint.device, fingerprint.dtype, seed=seed).run
+    chain = [kernels[layer.key] for layer in layers]
+
+    def run_all() -> None:
+        for run in chain:
+            run()
+
+    with threads_pinned(fingerprint.threads), torch.inference_mode(), quiet_deprecations():
+        return time_fn(run_all, timer or TimerConfig.network(), clock_for(fingerprint))
+
+
+__all__ = ["LayerProfile", "clock_for", "cuda_event_clock", "measure_layer_chain", "measure_network",
+           "profile_layer", "threads_pinned"]
