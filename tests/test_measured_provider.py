@@ -4,8 +4,10 @@ from hwsearch import spaces
 from hwsearch.errors import ConfigError
 from hwsearch.estimators.measured import estimator
 from hwsearch.kernels import TimerConfig
-from hwsearch.search import metrics
-from hwsearch.search import device_latency  # noqa: F401  (registers the "device" provider)
+from hwsearch.search import (
+    device_latency,  # noqa: F401  (registers the "device" provider)
+    metrics,
+)
 from hwsearch.search.config import parse_config
 from hwsearch.search.device_latency import device_settings
 

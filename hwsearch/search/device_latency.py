@@ -20,7 +20,8 @@ keys never clash.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from hwsearch.errors import ConfigError
 from hwsearch.estimators.measured import device_latency_ms
