@@ -9,7 +9,8 @@ from hwsearch and runs in its own venv:
 
 It writes ``benchmarks/data/scalesim_reference.json``: per case SCALE-Sim's compute cycles (total
 minus stalls), stall cycles and the wall-clock seconds of the simulation. `hwmodel_scalesim.py`
-compares the accelerator model against that file.
+compares the accelerator model against that file; it calls ``--time ID...`` to time a few cases
+again in its own run.
 """
 
 from __future__ import annotations
@@ -115,13 +116,16 @@ def main() -> None:
         out.append(case)
         print(f"{i + 1}/{len(all_cases)} {case['id']} {case['scalesim']['compute_cycles']} cycles "
               f"{case['scalesim']['wall_s']:.2f}s", flush=True)
-        if (i + 1) % 20 == 0:
-            _save(out, scalesim)
-    _save(out, scalesim)
+        if (i + 1) % 10 == 0:
+            _save(out, done, scalesim)
+    _save(out, done, scalesim)
     print(f"{len(out)} cases in {time.perf_counter() - t0:.0f}s")
 
 
-def _save(out: list[dict], scalesim_mod) -> None:
+def _save(out: list[dict], done: dict[str, dict], scalesim_mod) -> None:
+    """Write the cases run so far, keeping earlier results not reached yet (a stopped run loses nothing)."""
+    ids = {c["id"] for c in out}
+    out = out + [c for k, c in done.items() if k not in ids]
     OUT.parent.mkdir(parents=True, exist_ok=True)
     version = getattr(scalesim_mod, "__version__", None)
     if version is None:
@@ -134,5 +138,19 @@ def _save(out: list[dict], scalesim_mod) -> None:
     os.replace(tmp, OUT)
 
 
+def time_only(ids: list[str]) -> None:
+    """Simulate the named cases again and print their results as JSON (nothing saved): lets the
+    comparison benchmark time SCALE-Sim in the same run as the model."""
+    by_id = {c["id"]: c for c in cases()}
+    out = []
+    for i in ids:
+        with tempfile.TemporaryDirectory() as d:
+            out.append({**by_id[i], "scalesim": run_case(by_id[i], Path(d))})
+    print(json.dumps(out))
+
+
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 2 and sys.argv[1] == "--time":
+        time_only(sys.argv[2:])
+    else:
+        main()

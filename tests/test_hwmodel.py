@@ -217,6 +217,7 @@ def test_network_cost_sums_its_layers_and_metrics_use_declared_units():
     assert nc.names == ("a", "b", "s")
     assert nc.latency_s == pytest.approx(sum(cost(x, a).latency_s for x in net.layers))
     assert nc.energy_pj == pytest.approx(sum(cost(x, a).total_energy_pj for x in net.layers))
+    assert 0 < nc.utilization <= 1
     m = hardware_metrics(net, a)
     assert m["latency_ms"] == pytest.approx(nc.latency_s * 1e3)
     assert m["energy_mj"] == pytest.approx(nc.energy_pj * 1e-9)

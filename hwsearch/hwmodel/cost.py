@@ -28,7 +28,6 @@ from hwsearch.hwmodel.mapping import (
     run_width,
     stored_weight_bytes_per_weight,
     tile_search,
-    vector_cycles,
 )
 from hwsearch.hwmodel.spec import Accelerator
 from hwsearch.ir import LayerSpec, NetSpec
@@ -149,8 +148,7 @@ class NetworkCost:
         """MAC-weighted array utilisation over the layers with MACs."""
         busy = sum(c.executed_macs / c.peak_macs_per_cycle for c in self.layers if c.macs)
         cycles = sum(c.compute_cycles for c in self.layers if c.macs)
-        pes = self.layers[0].mapping.get("pes", 1) if self.layers else 1
-        return busy / (cycles * pes) if cycles else 0.0
+        return busy / cycles if cycles else 0.0
 
     @property
     def edp(self) -> float:
@@ -180,35 +178,43 @@ class NetworkCost:
 
 def cost(layer: LayerSpec, accel: Accelerator, objective: str = "latency") -> LayerCost:
     """Cost of ``layer`` on ``accel`` under the best mapping for ``objective`` (latency or edp)."""
-    hit = _CACHE.get((layer, accel, objective))
+    hit = _CACHE.get((accel, objective), {}).get(layer)
     if hit is not None:
         return hit
     return costs([layer], accel, objective)[0]
 
 
-# (layer, accelerator, objective) -> LayerCost. LayerSpec and Accelerator are frozen and hashable;
-# the dict is emptied when it grows past _CACHE_MAX entries, so a long search cannot exhaust memory.
-_CACHE: dict[tuple[LayerSpec, Accelerator, str], LayerCost] = {}
+# (accelerator, objective) -> {layer: LayerCost}. LayerSpec and Accelerator are frozen and hashable;
+# nesting hashes the accelerator once per batch. Emptied past _CACHE_MAX layers so that a long search
+# cannot exhaust memory.
+_CACHE: dict[tuple[Accelerator, str], dict[LayerSpec, LayerCost]] = {}
 _CACHE_MAX = 1 << 19
+_cached = 0
 
 
 def costs(layers: Iterable[LayerSpec], accel: Accelerator, objective: str = "latency") -> list[LayerCost]:
     """Costs of many layers on one accelerator; the uncached MAC layers are mapped in one batch."""
+    global _cached
     layers = list(layers)
-    todo: dict[LayerSpec, None] = {}
-    for layer in layers:
-        if (layer, accel, objective) not in _CACHE:
-            todo.setdefault(layer, None)
+    known = _CACHE.get((accel, objective))
+    if known is None:
+        if objective not in ("latency", "edp"):
+            raise SpecError(f"mapping objective {objective!r} is unknown; use latency or edp")
+        known = _CACHE[(accel, objective)] = {}
+    todo = [layer for layer in dict.fromkeys(layers) if layer not in known]
     if todo:
-        if len(_CACHE) + len(todo) > _CACHE_MAX:
+        if _cached + len(todo) > _CACHE_MAX:
             _CACHE.clear()
-        mac = [layer for layer in todo if layer.macs > 0]
+            _cached = 0
+            known = _CACHE[(accel, objective)] = {}
+        _cached += len(todo)
+        mac = []
         for layer in todo:
-            if layer.macs == 0:
-                _CACHE[(layer, accel, objective)] = _vector_cost(layer, accel)
+            if _layer_facts(layer)[0]:
+                mac.append(layer)
+            else:
+                known[layer] = _vector_cost(layer, accel)
         if mac:
-            if objective not in ("latency", "edp"):
-                raise SpecError(f"mapping objective {objective!r} is unknown; use latency or edp")
             t = E.table(accel)
             preps = [_prepare(layer, accel, t) for layer in mac]
             sizes = _sram_sizes(accel)
@@ -216,8 +222,8 @@ def costs(layers: Iterable[LayerSpec], accel: Accelerator, objective: str = "lat
                                   base_pj=[pr.e_mac + pr.e_rf for pr in preps],
                                   pj_per_dram_byte=t.dram_pj + t.sram_pj(max(sizes)))
             for layer, pr, tiling in zip(mac, preps, tilings, strict=True):
-                _CACHE[(layer, accel, objective)] = _finish(layer, accel, t, pr, tiling)
-    return [_CACHE[(layer, accel, objective)] for layer in layers]
+                known[layer] = _finish(layer, accel, t, pr, tiling)
+    return [known[layer] for layer in layers]
 
 
 def _sram_sizes(accel: Accelerator) -> tuple[float, float, float]:
@@ -298,30 +304,44 @@ def _finish(layer: LayerSpec, accel: Accelerator, t: E.EnergyTable, pr: _Prep, t
     )
 
 
+@lru_cache(maxsize=1 << 16)
+def _layer_facts(layer: LayerSpec) -> tuple[int, float, float, float]:
+    """(MACs, vector element operations, bytes read, bytes written) of a layer, computed once."""
+    macs = layer.macs
+    if macs:
+        return macs, 0.0, 0.0, 0.0
+    ops = float(layer.vector_ops * VECTOR_OPS_PER_ELEM[layer.op])
+    return 0, ops, layer.in_bytes + layer.params * layer.a_bits / 8, layer.out_bytes
+
+
+@lru_cache(maxsize=4096)
+def _vector_unit(accel: Accelerator, a_bits: int) -> tuple[float, float, float, float, float]:
+    """(lanes, pJ per element op, pJ per buffer byte read+written, noc pJ/byte, DRAM pJ/byte)."""
+    t = E.table(accel)
+    pa, na = run_width(a_bits, accel)
+    size = accel.glb_bytes or accel.ifmap_sram_bytes
+    lanes = accel.vector_lanes * (accel.native_bits / pa) / na
+    return lanes, t.vector_pj * pa / 8 * na, t.sram_pj(size) + t.sram_pj(size, write=True), t.noc_pj, t.dram_pj
+
+
 def _vector_cost(layer: LayerSpec, accel: Accelerator) -> LayerCost:
     """Softmax, norm, eltwise and pool on the vector unit, streaming through the buffer."""
-    t = E.table(accel)
-    compute = vector_cycles(layer, accel)
-    pa, na = run_width(layer.a_bits, accel)
-    param_bytes = layer.params * layer.a_bits / 8
-    rd = layer.in_bytes + param_bytes
-    wr = layer.out_bytes
+    _, ops, rd, wr = _layer_facts(layer)
+    lanes, e_op, e_buf_b, e_noc_b, e_dram_b = _vector_unit(accel, layer.a_bits)
+    compute = max(1, math.ceil(ops / lanes))
     bw = accel.dram_bw
-    chunk = min(rd, accel.buffer_bytes / 4)
-    latency = max(compute, (rd + wr) / bw) + chunk / bw
+    moved = rd + wr
+    latency = max(compute, moved / bw) + min(rd, accel.buffer_bytes / 4) / bw
     stall = max(0, math.ceil(latency - compute - 1e-9))
-    size = accel.glb_bytes or accel.ifmap_sram_bytes
-    ops = layer.vector_ops * VECTOR_OPS_PER_ELEM[layer.op]
-    lanes = accel.vector_lanes * (accel.native_bits / pa) / na
-    e_vec = ops * t.vector_pj * pa / 8 * na
-    e_buf = (rd + wr) * (t.sram_pj(size) + t.sram_pj(size, write=True))
     return LayerCost(
-        compute_cycles=int(compute), stall_cycles=int(stall), clock_hz=accel.clock_hz, macs=0,
-        executed_macs=0.0, peak_macs_per_cycle=float(accel.num_pes), utilization=float(ops / (compute * lanes)),
-        energy_pj={"mac": e_vec, "rf": 0.0, "noc": (rd + wr) * t.noc_pj, "buffer": e_buf, "dram": (rd + wr) * t.dram_pj},
-        reads={"rf": 0.0, "buffer": rd + wr, "dram": rd},
-        writes={"rf": 0.0, "buffer": rd + wr, "dram": wr},
-        mapping={"unit": "vector", "lanes": lanes, "pes": accel.num_pes},
+        compute_cycles=compute, stall_cycles=stall, clock_hz=accel.clock_hz, macs=0,
+        executed_macs=0.0, peak_macs_per_cycle=float(accel.pe_rows * accel.pe_cols),
+        utilization=ops / (compute * lanes),
+        energy_pj={"mac": ops * e_op, "rf": 0.0, "noc": moved * e_noc_b, "buffer": moved * e_buf_b,
+                   "dram": moved * e_dram_b},
+        reads={"rf": 0.0, "buffer": moved, "dram": rd},
+        writes={"rf": 0.0, "buffer": moved, "dram": wr},
+        mapping={"unit": "vector", "lanes": lanes},
     )
 
 
@@ -349,6 +369,8 @@ def hardware_metrics(net: NetSpec, accel: Accelerator) -> dict[str, float]:
 
 def cache_clear() -> None:
     """Forget every cached cost (for benchmarks that time cold costing)."""
+    global _cached
     _CACHE.clear()
-    vector_cycles.cache_clear()
+    _cached = 0
     _grid.cache_clear()
+    _layer_facts.cache_clear()

@@ -370,12 +370,3 @@ def tile_search(layers: list[LayerSpec], accel: Accelerator, compute_cycles: lis
             prologue_cycles=float(prologue[k]), latency_cycles=float(lat[o, k]),
         ))
     return out
-
-
-@lru_cache(maxsize=1 << 16)
-def vector_cycles(layer: LayerSpec, accel: Accelerator) -> int:
-    """Cycles of a softmax/norm/eltwise/pool layer on the vector unit."""
-    pa, na = run_width(layer.a_bits, accel)
-    lanes = accel.vector_lanes * (accel.native_bits / pa) / na
-    ops = layer.vector_ops * VECTOR_OPS_PER_ELEM[layer.op]
-    return max(1, math.ceil(ops / lanes))

@@ -103,6 +103,11 @@ class Accelerator:
 
         if self.tech not in TABLES:
             raise SpecError(f"{where}: tech {self.tech!r} is unknown; known energy tables: {', '.join(sorted(TABLES))}")
+        # Hashed once: every cost lookup keys on the accelerator.
+        object.__setattr__(self, "_hash", hash(tuple(getattr(self, f.name) for f in fields(self) if f.compare)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     # ---- derived ----------------------------------------------------------------------------------
     @property
