@@ -270,5 +270,116 @@ def lut_check(
               f"Kendall tau {r['kendall_tau']:.3f}")
 
 
+# ---- engine: run, inspect, export ---------------------------------------------------------------
+def _run_path(run: str) -> str:
+    """A run given as a path, or as a name under ./runs/."""
+    from pathlib import Path
+
+    p = Path(run)
+    if not p.exists() and not p.is_absolute() and (Path("runs") / run).exists():
+        return str(Path("runs") / run)
+    return str(p)
+
+
+@app.command("run")
+def run_cmd(
+    config: Optional[str] = typer.Argument(None, help="Experiment YAML; default: configs/default.yaml."),
+    name: Optional[str] = typer.Option(None, help="Run name (folder under output.root); default: the config's."),
+    address: Optional[str] = typer.Option(None, help="Ray cluster address; default: a local Ray on loopback."),
+    workers: Optional[int] = typer.Option(None, help="Trials at the same time (ray.workers)."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a config field: --set budget.trials=4 (repeatable)."),
+    resume: Optional[str] = typer.Option(None, help="Continue the run in this directory (or runs/NAME)."),
+    quiet: bool = typer.Option(False, help="No progress lines."),
+) -> None:
+    """Run an experiment on Ray Tune (or --resume one) and write runs/NAME/."""
+    from hwsearch.errors import ConfigError
+    from hwsearch.search.config import load_config
+
+    if resume:
+        if config or overrides or name or workers:
+            raise ConfigError("--resume continues a run with its saved config; drop CONFIG/--set/--name/--workers")
+        from hwsearch.search.driver import resume_experiment
+
+        run = resume_experiment(_run_path(resume), address=address, quiet=quiet)
+    else:
+        cfg = load_config(config, overrides)
+        from hwsearch.search.driver import run_experiment
+
+        run = run_experiment(cfg, name=name, address=address, workers=workers, quiet=quiet)
+    state = run.state
+    done = len(run.trials())
+    print(f"run {run.name}: {state}, {done}/{run.config().budget.trials} trials in {run.path}")
+    if state != "finished":
+        print(f"continue it with: hwsearch run --resume {run.path}")
+
+
+@app.command("inspect")
+def inspect_cmd(
+    run: str = typer.Argument(..., help="Run directory (or a name under runs/)."),
+    fmt: str = typer.Option("table", "--format", help="table, json or csv."),
+    plot: bool = typer.Option(False, help="Write Pareto scatter PNGs into RUN/plots/."),
+    limit: int = typer.Option(20, help="Rows of the trial table shown (table format)."),
+) -> None:
+    """Show a run's status, trials (best first), Pareto front and best trial; works while it runs."""
+    from hwsearch.errors import ConfigError
+    from hwsearch.search.inspection import summary, trials_frame, write_plots
+    from hwsearch.search.rundir import RunDir
+
+    if fmt not in ("table", "json", "csv"):
+        raise ConfigError(f"--format {fmt!r} is not supported; use table, json or csv")
+    rd = RunDir.open(_run_path(run))
+    plots = [str(p) for p in write_plots(rd)] if plot else []
+    if fmt == "csv":
+        print(trials_frame(rd).to_csv(index=False), end="")
+        return
+    s = summary(rd)
+    if fmt == "json":
+        _emit_json({**s, "plots": plots})
+        return
+    config = rd.config()
+    console.print(f"[bold]{s['run']}[/bold]  {s['state']}  {s['finished']}/{s['budget']} trials"
+                  f" ({s['failed']} failed)  space {s['space']}  searcher {s['searcher']}", highlight=False)
+    objectives = [o["metric"] for o in s["objectives"]]
+    extra = [m for m in ("test_acc", "macs", "params", "peak_activation_bytes") if m not in objectives]
+    table = Table("trial", "status", "pareto", *objectives, *extra, "feasible")
+    df = trials_frame(rd)
+    for _, r in df.head(limit).iterrows():
+        cells = [_fmt(r.get(m)) for m in objectives + extra]
+        status = r["status"] if r["status"] == "ok" else f"failed: {str(r['error'])[:40]}"
+        table.add_row(str(r["trial_id"]), status, "*" if r["pareto"] else "", *cells, str(bool(r["feasible"])))
+    wide = console if console.is_terminal else Console(width=200)
+    wide.print(table)
+    if s["best"]:
+        b = s["best"]
+        console.print(f"best ({config.primary.mode} {config.primary.metric}): trial {b['trial_id']}  "
+                      + "  ".join(f"{m} {_fmt(b.get(m))}" for m in objectives + extra), highlight=False)
+    console.print(f"Pareto front: {', '.join(s['pareto']) or 'empty'}", highlight=False)
+    for p in plots:
+        print(f"wrote {p}")
+
+
+def _fmt(v: object) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}" if abs(v) < 1e5 else f"{v:.3g}"
+    return "" if v is None else str(v)
+
+
+@app.command("export")
+def export_cmd(
+    run: str = typer.Argument(..., help="Run directory (or a name under runs/)."),
+    trial: str = typer.Option("best", help="Trial id, or best (feasible, best on the primary objective)."),
+    out: str = typer.Option(..., help="Folder of the bundle."),
+) -> None:
+    """Write a trial's model (TorchScript, ONNX, state dict), choice, NetSpec and report into OUT."""
+    from hwsearch.search.export import export_trial
+    from hwsearch.search.rundir import RunDir
+
+    res = export_trial(RunDir.open(_run_path(run)), trial=trial, out=out)
+    print(f"exported trial {res.trial_id} to {res.out}: {', '.join(res.files)}")
+    reported = "n/a" if res.reported_test_acc is None else f"{res.reported_test_acc:.4f}"
+    print(f"test accuracy: reported {reported}, TorchScript {res.torchscript_test_acc:.4f}, "
+          f"ONNX Runtime {res.onnx_test_acc:.4f}; max |logit difference| {res.max_logit_diff:.2e}")
+
+
 if __name__ == "__main__":
     main()

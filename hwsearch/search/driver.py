@@ -1,0 +1,224 @@
+"""Run an experiment on Ray Tune: local Ray on loopback by default, a cluster with ``address``.
+
+`run_experiment` starts a new run, `resume_experiment` continues one through ``Tuner.restore``
+(finished trials are kept, unfinished ones rerun, the searcher reloads its saved state).
+`RecordCallback` rewrites ``trials.parquet`` and ``pareto.json`` after every finished or failed
+trial and prints one progress line (trials done / budget, best so far, elapsed). Tune's own console
+output is switched off.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from hwsearch.errors import RunError
+from hwsearch.search.config import ExperimentConfig, parse_config
+from hwsearch.search.rundir import RunDir, best_trial, row_document
+
+# Set before Ray is imported: no usage reporting over the network, no TensorBoard/CSV loggers.
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "60")
+
+import ray  # noqa: E402
+from ray import tune  # noqa: E402
+
+
+class RecordCallback(tune.Callback):
+    """Keeps ``trials.parquet`` / ``pareto.json`` current and prints progress (picklable: Tune stores it)."""
+
+    def __init__(self, run_path: str, quiet: bool = False):
+        self.run_path = run_path
+        self.quiet = quiet
+        self._rows: dict[str, dict[str, Any]] | None = None
+        self._start = time.time()
+
+    def setup(self, **info: Any) -> None:
+        """Reload the rows already recorded (on resume) and restart the clock."""
+        self._load()
+        self._start = time.time()
+
+    def _load(self) -> dict[str, dict[str, Any]]:
+        if self._rows is None:
+            df = RunDir(Path(self.run_path)).trials()
+            self._rows = {str(r["trial_id"]): {k: v for k, v in r.items() if not _isnan(v)}
+                          for r in df.to_dict("records")}
+        return self._rows
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """Record a finished trial."""
+        result = dict(trial.last_result or {})
+        row = {k: v for k, v in result.items() if k in _KEEP or _is_metric(k, v)}
+        row.update(trial_id=trial.trial_id, status="ok", error=None, artifacts=f"trials/{trial.trial_id}")
+        self._record(row)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """Record a failed trial with its reason."""
+        self._record({"trial_id": trial.trial_id, "status": "failed", "feasible": False,
+                      "error": _error_line(trial), "choice": json.dumps(_choice_of(trial), sort_keys=True),
+                      "finished_at": time.time(), "artifacts": None})
+
+    def _record(self, row: dict[str, Any]) -> None:
+        run = RunDir(Path(self.run_path))
+        config = run.config()
+        rows = self._load()
+        rows[row["trial_id"]] = row
+        df = run.write_trials(list(rows.values()))
+        run.write_pareto(df, config)
+        if not self.quiet:
+            self._print(df, config)
+
+    def _print(self, df: Any, config: ExperimentConfig) -> None:
+        from rich.console import Console
+
+        done = len(df)
+        failed = int((df["status"] == "failed").sum())
+        best = best_trial(df, config)
+        o = config.primary
+        best_text = f"best {o.metric} {best[o.metric]:.4g} (trial {best['trial_id']})" if best else "no feasible trial yet"
+        elapsed = time.time() - self._start
+        Console().print(f"[bold]trials {done}/{config.budget.trials}[/bold]"
+                        + (f" ({failed} failed)" if failed else "")
+                        + f"  {best_text}  elapsed {elapsed:.0f}s", highlight=False)
+
+
+_KEEP = {"feasible", "choice", "started_at", "finished_at", "duration_s"}
+_TUNE_KEYS = {"timestamp", "training_iteration", "time_this_iter_s", "time_total_s", "pid", "time_since_restore",
+              "iterations_since_restore", "done", "date", "hostname", "node_ip", "trial_id", "experiment_tag",
+              "checkpoint_dir_name", "should_checkpoint"}
+
+
+def _is_metric(k: str, v: Any) -> bool:
+    return k not in _TUNE_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _isnan(v: Any) -> bool:
+    return isinstance(v, float) and v != v
+
+
+def _choice_of(trial: Any) -> dict[str, Any]:
+    return dict((trial.config or {}).get("choice", {}))
+
+
+def _error_line(trial: Any) -> str:
+    """The last line of the trial's traceback: the exception and its message."""
+    text = ""
+    path = getattr(trial, "error_file", None)
+    if path and os.path.isfile(path):
+        with open(path, errors="replace") as f:
+            text = f.read()
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1][:500] if lines else "trial failed without an error message"
+
+
+# ---- Ray ----------------------------------------------------------------------------------------
+def init_ray(address: str | None, config: ExperimentConfig) -> bool:
+    """Connect to ``address`` or start a local instance on loopback; True when this call started it."""
+    if ray.is_initialized():
+        return False
+    common = dict(include_dashboard=False, log_to_driver=False, logging_level="error", configure_logging=True)
+    if address:
+        ray.init(address=address, **common)
+    else:
+        need = config.ray.workers * config.ray.cpus_per_trial
+        ray.init(address="local", num_cpus=max(os.cpu_count() or 1, int(need + 0.999)),
+                 num_gpus=None if config.ray.gpus_per_trial else 0, _node_ip_address="127.0.0.1", **common)
+    return True
+
+
+def _trainable(run: RunDir, config: ExperimentConfig):
+    from hwsearch.search.trial import trainable
+
+    resources = {"cpu": config.ray.cpus_per_trial, "gpu": config.ray.gpus_per_trial}
+    fn = tune.with_parameters(trainable, run_path=str(run.path), config=config.model_dump(mode="json"))
+    return tune.with_resources(fn, resources)
+
+
+def _fit(tuner: Any, run: RunDir, config: ExperimentConfig) -> RunDir:
+    try:
+        tuner.fit()
+    except KeyboardInterrupt:
+        run.set_state("stopped")
+        raise
+    done = len(run.trials())
+    run.set_state("finished" if done >= config.budget.trials else "stopped")
+    try:
+        from hwsearch.search.inspection import write_plots
+
+        write_plots(run)
+    except ImportError:
+        pass
+    return run
+
+
+def run_experiment(config: ExperimentConfig, name: str | None = None, address: str | None = None,
+                   workers: int | None = None, root: str | Path | None = None, quiet: bool = False) -> RunDir:
+    """Start the experiment ``config`` in ``<root>/<name>/`` and run it to its budget."""
+    from hwsearch.search import searchers
+    from hwsearch.search.evaluators import build_space, cached_data
+
+    raw = config.model_dump(mode="json")
+    if name:
+        raw["name"] = name
+    if workers:
+        raw["ray"]["workers"] = workers
+    if address:
+        raw["ray"]["address"] = address
+    config = parse_config(raw, where="run options")
+    root = Path(root or config.output.root)
+    run = RunDir.create(root / config.name, config)
+    config = run.config()
+    data = cached_data(config.data.source, config.data.seed)
+    space = build_space(config, data)
+    searcher = searchers.build(space, config, run.path)
+    started = init_ray(config.ray.address, config)
+    try:
+        tuner = tune.Tuner(
+            _trainable(run, config),
+            tune_config=tune.TuneConfig(
+                search_alg=searcher, num_samples=config.budget.trials, max_concurrent_trials=config.ray.workers,
+                time_budget_s=config.budget.time_s, trial_dirname_creator=lambda t: t.trial_id,
+            ),
+            run_config=tune.RunConfig(
+                name=run.path.name, storage_path=str(run.path.parent), verbose=0,
+                callbacks=[RecordCallback(str(run.path), quiet=quiet)],
+                failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+            ),
+        )
+        return _fit(tuner, run, config)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def resume_experiment(path: str | Path, address: str | None = None, quiet: bool = False) -> RunDir:
+    """Continue the run at ``path``: finished trials stay, the searcher continues from its saved state."""
+    run = RunDir.open(path)
+    config = run.config()
+    if run.state == "running":
+        raise RunError(f"run {run.path} is still running (pid {run.info().get('pid')}); stop it before resuming")
+    if not tune.Tuner.can_restore(str(run.path)):
+        raise RunError(f"run {run.path} has no Tune experiment state to resume from (it stopped before its "
+                       "first save); start it again instead")
+    run.set_state("running")
+    started = init_ray(address or config.ray.address, config)
+    try:
+        tuner = tune.Tuner.restore(str(run.path), _trainable(run, config), resume_unfinished=True,
+                                   resume_errored=False, restart_errored=False)
+        return _fit(tuner, run, config)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def finished_rows(run: RunDir) -> list[dict[str, Any]]:
+    """The recorded trials as JSON-able dicts."""
+    return [row_document(r) for _, r in run.trials().iterrows()]
+
+
+__all__ = ["RecordCallback", "finished_rows", "init_ray", "resume_experiment", "run_experiment"]

@@ -1,0 +1,107 @@
+"""Optuna through Ray Tune: TPE for one objective, NSGA-II for several, over a space's option indices.
+
+The study lives in a journal file (``optuna.journal``) inside the run directory: Optuna's SQLite
+storage locks under parallel workers, and Tune's own pickled searcher state once lost the study on
+restore (see DESIGN.md). Here the saved searcher state is a small JSON document (which Tune trial is
+which Optuna trial) and `restore` reopens the study from the journal next to it, so a resumed search
+continues with every trial the study saw before the stop.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import optuna
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from pydantic import BaseModel, ConfigDict, Field
+from ray.tune.search.optuna import OptunaSearch
+
+from hwsearch.io import atomic_write_text
+from hwsearch.search.searchers import SearchContext, register
+
+JOURNAL = "optuna.journal"
+
+
+class OptunaSettings(BaseModel):
+    """Settings of the Optuna searcher."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sampler: Literal["auto", "tpe", "nsga2", "random"] = Field(
+        "auto", description="auto: TPE for one objective, NSGA-II for several")
+    n_startup_trials: int = Field(4, ge=0, description="TPE: random trials before modelling")
+    population_size: int = Field(8, ge=2, description="NSGA-II population")
+
+
+def make_sampler(settings: OptunaSettings, n_objectives: int, seed: int) -> optuna.samplers.BaseSampler:
+    """The sampler the settings ask for."""
+    kind = settings.sampler
+    if kind == "auto":
+        kind = "tpe" if n_objectives == 1 else "nsga2"
+    if kind == "nsga2":
+        return optuna.samplers.NSGAIISampler(population_size=settings.population_size, seed=seed)
+    if kind == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(n_startup_trials=settings.n_startup_trials, seed=seed)
+
+
+def open_study(journal: Path, name: str) -> optuna.Study:
+    """Load the study kept in ``journal`` (read-only use: inspection and tests)."""
+    return optuna.load_study(study_name=name, storage=JournalStorage(JournalFileBackend(str(journal))))
+
+
+class JournalOptunaSearch(OptunaSearch):
+    """Tune's OptunaSearch whose study is a journal file and whose saved state is JSON."""
+
+    def __init__(self, *, journal: Path, study_name: str, settings: OptunaSettings, seed: int, **kwargs: Any):
+        self._journal_name = Path(journal).name
+        self._settings_dict = settings.model_dump()
+        self._base_seed = int(seed)
+        n_obj = len(kwargs["metric"]) if isinstance(kwargs.get("metric"), list) else 1
+        storage = JournalStorage(JournalFileBackend(str(journal)))
+        super().__init__(storage=storage, study_name=study_name,
+                         sampler=make_sampler(settings, n_obj, seed), **kwargs)
+
+    def save(self, checkpoint_path: str) -> None:
+        """Write which Tune trial is which Optuna trial; the study itself is already on disk."""
+        atomic_write_text(checkpoint_path, json.dumps({
+            "kind": "optuna", "journal": self._journal_name, "study_name": self._study_name,
+            "trials": {tid: t._trial_id for tid, t in self._ot_trials.items()},
+            "completed": sorted(self._completed_trials), "settings": self._settings_dict,
+            "seed": self._base_seed,
+        }))
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Reopen the study from the journal beside ``checkpoint_path`` and reattach running trials."""
+        with open(checkpoint_path) as f:
+            state = json.load(f)
+        journal = Path(checkpoint_path).parent / state["journal"]
+        n_obj = len(self._metric) if isinstance(self._metric, list) else 1
+        storage = JournalStorage(JournalFileBackend(str(journal)))
+        probe = optuna.load_study(study_name=state["study_name"], storage=storage)
+        # A fresh sampler seeded by how far the study got: resumed runs stay reproducible.
+        sampler = make_sampler(OptunaSettings(**state["settings"]), n_obj, state["seed"] + len(probe.trials))
+        study = optuna.load_study(study_name=state["study_name"], storage=storage, sampler=sampler)
+        self._ot_study = study
+        self._sampler = sampler
+        self._journal_name = state["journal"]
+        self._ot_trials = {tid: optuna.Trial(study, int(ot_id)) for tid, ot_id in state["trials"].items()}
+        self._completed_trials = set(state["completed"])
+
+
+@register("optuna", OptunaSettings)
+def optuna_searcher(ctx: SearchContext) -> JournalOptunaSearch:
+    """Build the Optuna searcher over categorical option indices of every gene."""
+    space = {f"choice/{d.name}": optuna.distributions.CategoricalDistribution(list(range(len(d.options))))
+             for d in ctx.space.dims}
+    multi = len(ctx.metrics) > 1
+    return JournalOptunaSearch(
+        journal=ctx.run_dir / JOURNAL, study_name=ctx.config.name, settings=ctx.settings, seed=ctx.seed,
+        space=space, metric=ctx.metrics if multi else ctx.metrics[0], mode=ctx.modes if multi else ctx.modes[0],
+    )
+
+
+__all__ = ["JOURNAL", "JournalOptunaSearch", "OptunaSettings", "make_sampler", "open_study"]

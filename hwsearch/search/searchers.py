@@ -1,0 +1,127 @@
+"""Searchers: a registry of factories that build a Ray Tune `Searcher` for a space and a config.
+
+A searcher proposes trial parameters; the built-in ones propose ``{"choice": {gene: option index}}``
+over a space's fixed-length encoding, which the ``train`` evaluator decodes. Each searcher declares a
+pydantic model of its own settings (the config's ``searcher.settings``), so a typo there is a
+config error that names the field. A searcher must survive ``--resume``: Tune saves it through
+`Searcher.save` / `Searcher.restore` next to its experiment state (the random searcher writes JSON;
+Optuna keeps its study in a journal file inside the run directory).
+
+To add one (say ``evolution``), write ``hwsearch/search/evolution.py``::
+
+    from hwsearch.search.searchers import SearchContext, register
+
+    class EvolutionSettings(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        population: int = 16
+
+    @register("evolution", EvolutionSettings)
+    def evolution(ctx: SearchContext) -> Searcher:
+        return EvolutionSearcher(ctx.space, ctx.settings, ctx.metrics, ctx.modes, seed=ctx.seed)
+
+import it at the bottom of this file, and select it with ``searcher: {name: evolution, settings: {...}}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ValidationError
+
+from hwsearch.errors import ConfigError, UnknownName
+
+if TYPE_CHECKING:
+    from ray.tune.search import Searcher
+
+    from hwsearch.search.config import ExperimentConfig
+    from hwsearch.spaces import SearchSpace
+
+
+@dataclass(frozen=True)
+class SearchContext:
+    """What a searcher factory may use."""
+
+    space: SearchSpace
+    config: ExperimentConfig
+    settings: BaseModel
+    run_dir: Path
+
+    @property
+    def seed(self) -> int:
+        """The searcher's seed."""
+        return self.config.searcher.seed
+
+    @property
+    def metrics(self) -> list[str]:
+        """Objective metric names, primary first."""
+        return [o.metric for o in self.config.objectives]
+
+    @property
+    def modes(self) -> list[str]:
+        """``min`` / ``max`` per objective."""
+        return [o.mode for o in self.config.objectives]
+
+
+@dataclass(frozen=True)
+class SearcherPlugin:
+    """A registered searcher: its settings model and its factory."""
+
+    settings: type[BaseModel]
+    factory: Callable[[SearchContext], Searcher]
+
+
+SEARCHERS: dict[str, SearcherPlugin] = {}
+
+
+def register(name: str, settings: type[BaseModel]) -> Callable[[Callable[[SearchContext], Searcher]],
+                                                               Callable[[SearchContext], Searcher]]:
+    """Decorator adding a searcher factory under ``name`` with its settings model."""
+
+    def add(factory: Callable[[SearchContext], Searcher]) -> Callable[[SearchContext], Searcher]:
+        SEARCHERS[name] = SearcherPlugin(settings, factory)
+        return factory
+
+    return add
+
+
+def names() -> list[str]:
+    """Registered searcher names, sorted."""
+    return sorted(SEARCHERS)
+
+
+def plugin(name: str) -> SearcherPlugin:
+    """The searcher registered as ``name``."""
+    try:
+        return SEARCHERS[name]
+    except KeyError:
+        raise UnknownName(f"unknown searcher {name!r}; known: {', '.join(names())}") from None
+
+
+def validate_settings(name: str, settings: dict[str, Any]) -> BaseModel:
+    """The searcher's settings model built from ``settings``; errors name ``searcher.settings.FIELD``."""
+    if name not in SEARCHERS:
+        raise ConfigError(f"searcher.name {name!r} is unknown; known: {', '.join(names())}")
+    try:
+        return SEARCHERS[name].settings.model_validate(settings)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"searcher.settings.{where}: {err['msg']}") from None
+
+
+def build(space: SearchSpace, config: ExperimentConfig, run_dir: Path) -> Searcher:
+    """The Ray Tune searcher the config asks for."""
+    p = plugin(config.searcher.name)
+    settings = validate_settings(config.searcher.name, config.searcher.settings)
+    return p.factory(SearchContext(space=space, config=config, settings=settings, run_dir=Path(run_dir)))
+
+
+__all__ = ["SEARCHERS", "SearchContext", "SearcherPlugin", "build", "names", "plugin", "register",
+           "validate_settings"]
+
+# Built-in searchers register themselves on import.
+from hwsearch.search import optuna_search as _optuna_search  # noqa: E402,F401
+from hwsearch.search import random_search as _random_search  # noqa: E402,F401
