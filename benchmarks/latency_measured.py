@@ -41,16 +41,19 @@ def run_space(space: str, device: str, n: int, n_fit: int, profile_nets: int, ch
     if profile_nets:
         est.profile_space(profile_nets, seed=0)
     log(f"[{space}/{device}] table: {len(est.table)} layers after profiling ({time.time() - t0:.0f} s)")
-    pred = est.fit(n_fit, seed=0)
+
+    def progress(stage: str, total: int):
+        def report(i: int, row: dict) -> None:
+            if (i + 1) % 10 == 0:
+                log(f"[{space}/{device}] {stage} {i + 1}/{total}: predicted {row['predicted_s'] * 1e3:.2f} ms, "
+                    f"measured {row['measured_s'] * 1e3:.2f} ms")
+        return report
+
+    pred = est.fit(n_fit, seed=0, on_network=progress("fit (table sum)", n_fit))
     log(f"[{space}/{device}] fit: {json.dumps({k: pred.report[k] for k in ('train', 'test', 'test_lut_sum')})}")
 
-    def progress(i: int, row: dict) -> None:
-        if (i + 1) % 10 == 0:
-            log(f"[{space}/{device}] checked {i + 1}/{n}: predicted {row['predicted_s'] * 1e3:.2f} ms, "
-                f"measured {row['measured_s'] * 1e3:.2f} ms")
-
     load0 = os.getloadavg()[0]
-    res = est.check(n, seed=check_seed, noise_floor=True, on_network=progress)
+    res = est.check(n, seed=check_seed, noise_floor=True, on_network=progress("checked", n))
     res["fit"] = {k: pred.report[k] for k in ("n_train", "n_test", "train", "test", "test_lut_sum")}
     res["table_layers"] = len(est.table)
     res["load_avg"] = [round(load0, 2), round(os.getloadavg()[0], 2)]

@@ -65,11 +65,10 @@ def entry_from_profile(measurement: Measurement, precision: str, sparse: bool) -
 
 @dataclass(frozen=True)
 class NetworkSample:
-    """One network of a space, predicted and (possibly) measured."""
+    """One sampled network of a space: its choice and NetSpec."""
 
     choice: Mapping[str, Any]
     net: NetSpec
-    features: Mapping[str, float]
 
 
 class MeasuredLatency:
@@ -213,7 +212,7 @@ class MeasuredLatency:
             if net.key in seen:
                 continue
             seen.add(net.key)
-            out.append(NetworkSample(choice, net, {}))
+            out.append(NetworkSample(choice, net))
             if len(out) == n:
                 return out
         raise ConfigError(f"space {self.space_name!r} yielded only {len(out)} distinct new networks; ask for fewer")
@@ -225,11 +224,16 @@ class MeasuredLatency:
         layers = {layer.key: layer for net in nets for layer in net.distinct_layers()}
         return self.ensure(layers.values())
 
-    def fit(self, n_networks: int = 100, seed: int = 0, test_share: float = 0.25) -> LatencyPredictor:
+    def fit(self, n_networks: int = 100, seed: int = 0, test_share: float = 0.25,
+            on_network: Callable[[int, dict[str, float]], None] | None = None) -> LatencyPredictor:
         """Measure ``n_networks`` sampled networks end to end, fit the correction and save it."""
         samples = self.sample(n_networks, FIT_SEED_OFFSET + seed)
         feats = [self.features(s.net) for s in samples]
-        measured = [self.measure_choice(s.choice).latency_s for s in samples]
+        measured = []
+        for i, s in enumerate(samples):
+            measured.append(self.measure_choice(s.choice).latency_s)
+            if on_network:
+                on_network(i, {"predicted_s": lut_sum_s(feats[i]), "measured_s": measured[-1]})
         pred = fit_predictor(feats, measured, self.table_fingerprint, self.space_name, test_share, seed)
         report = dict(pred.report)
         report["fitted_networks"] = [s.net.key for s in samples]

@@ -226,9 +226,17 @@ def _semi_structured_linear(lin, x, act) -> Callable[[], Any]:
         raise NoKernel(f"2:4 sparse linear {tuple(w.shape)}: torch refused it ({str(e).splitlines()[0]})") from None
     b = None if lin.bias is None else lin.bias.detach()
     x2 = x.reshape(-1, x.shape[-1])
-    if act is None:
-        return lambda: F.linear(x2, ws, b)
-    return lambda: act(F.linear(x2, ws, b))
+
+    def run() -> Any:
+        y = F.linear(x2, ws, b)
+        return y if act is None else act(y)
+
+    try:  # shape limits of the sparse GEMM surface on the first call, not at conversion
+        run()
+    except (RuntimeError, ValueError) as e:
+        raise NoKernel(f"2:4 sparse linear {tuple(w.shape)} on {tuple(x2.shape)} inputs: torch refused it "
+                       f"({str(e).splitlines()[0]})") from None
+    return run
 
 
 # ---- int8 kernels ----------------------------------------------------------------------------------
