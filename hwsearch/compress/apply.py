@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from hwsearch.compress.graph import PrunableLayer, prunable_layers
+from hwsearch.compress.graph import PrunableLayer, analyse
 from hwsearch.compress.modules import COMPRESSED, QConv2d, QLinear, activation_quant_bypassed, calibrate
 from hwsearch.compress.policy import FLOAT_BITS, Policy
 from hwsearch.compress.structural import kept_units, shrink
@@ -63,7 +63,7 @@ def apply_policy(model: nn.Module, policy: Policy, input_shape: tuple[int, int, 
     """
     input_shape = tuple(int(x) for x in input_shape)
     out = copy.deepcopy(model)
-    layers = prunable_layers(out, input_shape)
+    layers, groups, dg = analyse(out, input_shape)
     check_policy(policy, layers)
 
     structural: dict[str, int] = {}
@@ -74,7 +74,7 @@ def apply_policy(model: nn.Module, policy: Policy, input_shape: tuple[int, int, 
             continue
         n = kept_units(layer.units, keep, policy.round_to if layer.unit == "channels" else 1)
         (structural if layer.structural else masked_rows)[layer.name] = n
-    out, failed = shrink(out, input_shape, structural)
+    out, failed = shrink(out, input_shape, structural, groups, dg, model)
     for name in failed:
         masked_rows[name] = structural[name]
 

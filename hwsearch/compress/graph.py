@@ -26,7 +26,7 @@ from torch import nn
 
 from hwsearch.errors import SpecError
 from hwsearch.estimators.counters import trace_netspec
-from hwsearch.ir import LayerSpec
+from hwsearch.ir import LayerSpec, NetSpec
 from hwsearch.spaces.ops import AddParam
 
 _SAFE_OPS = {
@@ -137,10 +137,11 @@ def _output_layer(model: nn.Module, input_shape: tuple[int, int, int]) -> nn.Mod
 
 
 def coupling_groups(model: nn.Module, input_shape: tuple[int, int, int],
-                    dg: tp.DependencyGraph | None = None) -> list[Group]:
+                    dg: tp.DependencyGraph | None = None, net: NetSpec | None = None) -> list[Group]:
     """Every group of coupled output widths of ``model``'s conv/linear layers, in execution order."""
     names = {m: n for n, m in model.named_modules()}
-    order = {layer.name: i for i, layer in enumerate(trace_netspec(model, input_shape).layers)}
+    net = net or trace_netspec(model, input_shape)
+    order = {layer.name: i for i, layer in enumerate(net.layers)}
     attn = attention_modules(model)
     qkv_layers = {a.qkv for a in attn.values()}
     output_layer = _output_layer(model, input_shape)
@@ -181,8 +182,15 @@ def coupling_groups(model: nn.Module, input_shape: tuple[int, int, int],
 
 def prunable_layers(model: nn.Module, input_shape: tuple[int, int, int]) -> list[PrunableLayer]:
     """The conv/linear layers of ``model`` a policy may address, in execution order (the RL env's walk)."""
+    return analyse(model, input_shape)[0]
+
+
+def analyse(model: nn.Module, input_shape: tuple[int, int, int]
+            ) -> tuple[list[PrunableLayer], list[Group], tp.DependencyGraph]:
+    """`prunable_layers`, plus the groups and dependency graph they came from (for pruning the same model)."""
     net = trace_netspec(model, input_shape)
-    groups = coupling_groups(model, input_shape)
+    dg = dependency_graph(model, input_shape)
+    groups = coupling_groups(model, input_shape, dg, net)
     group_of = {m: grp for grp in groups for m in grp.members}
     out: list[PrunableLayer] = []
     for layer in net.layers:
@@ -203,8 +211,8 @@ def prunable_layers(model: nn.Module, input_shape: tuple[int, int, int]) -> list
         ))
     if not out:
         raise SpecError("the model has no conv or linear layer a policy could address")
-    return out
+    return out, groups, dg
 
 
-__all__ = ["Group", "NM_M", "PrunableLayer", "attention_modules", "coupling_groups", "dependency_graph",
+__all__ = ["Group", "NM_M", "PrunableLayer", "analyse", "attention_modules", "coupling_groups", "dependency_graph",
            "prunable_layers", "unwrapped_parameters"]

@@ -24,8 +24,6 @@ from hwsearch.compress.quant import act_params, act_range, fake_quant_act, fake_
 from hwsearch.compress.sparsity import fine_mask, nm_mask
 from hwsearch.errors import ConfigError
 
-CALIB_SAMPLES = 1 << 18  # activation values kept per layer for the MSE range search
-
 
 class _Compressed:
     """Shared state and maths of `QConv2d` and `QLinear` (a mixin over the torch layer)."""
@@ -44,7 +42,7 @@ class _Compressed:
         self.w_bits, self.a_bits = lp.w_bits, lp.a_bits
         self.w_clip, self.a_clip, self.layer_name = w_clip, a_clip, name
         self.row_keep = row_keep
-        self._observe: list[torch.Tensor] | None = None
+        self._calibrate_with: str | None = None  # clipping method while `calibrate` runs
         self._out_seen: list[float] | None = None
         mask = None
         w = self.weight.detach()
@@ -101,12 +99,11 @@ class _Compressed:
         """The input as the layer sees it: fake-quantized to ``a_bits`` when below 32."""
         if self.a_bits >= FLOAT_BITS:
             return x
-        if self._observe is not None:
-            flat = x.detach().reshape(-1)
-            step = max(1, flat.numel() // CALIB_SAMPLES)
-            self._observe.append(flat[::step].float().cpu())
-            return x
-        if _BYPASS[0]:
+        if self._calibrate_with is not None:
+            lo, hi = act_range(x, self.a_bits, self._calibrate_with)
+            self.a_range.copy_(torch.tensor([lo, hi]))
+            self._calibrate_with = None
+        elif _BYPASS[0]:
             return x
         if not torch.jit.is_tracing() and not self.calibrated:
             raise ConfigError(
@@ -201,36 +198,27 @@ def activation_quant_bypassed() -> Iterator[None]:
 def calibrate(model: nn.Module, batch: torch.Tensor, clip: str | None = None) -> nn.Module:
     """Set every quantized layer's input range from one forward pass over ``batch`` (in place).
 
-    Layers are calibrated in execution order, each seeing the already-quantized outputs of the layers
-    before it, so the ranges fit what the quantized model really feeds them. ``clip`` overrides each
+    Each layer fixes its range the moment its input arrives and quantizes from then on, so every
+    range fits what the already-quantized layers before it really feed it. ``clip`` overrides each
     layer's ``a_clip`` (``minmax`` or ``mse``).
     """
     layers = [m for m in model.modules() if isinstance(m, COMPRESSED) and m.a_bits < FLOAT_BITS]
     was_training = model.training
     model.eval()
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    batch = batch.to(device)
     try:
         for layer in layers:
             layer.a_range.fill_(float("nan"))
-        for layer in layers:
-            # One pass per layer: earlier layers are calibrated (quantizing), later ones pass through.
-            layer._observe = []
+            layer._calibrate_with = clip or layer.a_clip
             layer._out_seen = [float("inf"), float("-inf")]
-            with activation_quant_bypassed():
-                model(batch)
-            samples = torch.cat(layer._observe)
-            lo, hi = act_range(samples, layer.a_bits, clip or layer.a_clip)
-            layer.a_range.copy_(torch.tensor([lo, hi]))
-            layer._observe = None
+        model(batch.to(device))
         for layer in layers:
-            layer._out_seen = [float("inf"), float("-inf")]
-        model(batch)
-        for layer in layers:
+            if layer._calibrate_with is not None:
+                raise ConfigError(f"layer {layer.layer_name!r} did not run on the calibration batch")
             layer.o_range.copy_(torch.tensor(layer._out_seen))
     finally:
         for layer in layers:
-            layer._observe = None
+            layer._calibrate_with = None
             layer._out_seen = None
         model.train(was_training)
     return model

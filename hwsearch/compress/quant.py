@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import torch
 
-MSE_GRID = 100  # clipping candidates, geometrically spaced from 1% to 100% of the min-max range
+MSE_GRID = 64  # clipping candidates, geometrically spaced from 1% to 100% of the min-max range
 MSE_MIN_RATIO = 0.01
-MSE_SAMPLES = 1 << 16  # activation values the range search scores (evenly strided over the batch)
+MSE_SAMPLES = 1 << 14  # activation values the range search scores (evenly strided over the batch)
 
 
 class _RoundSTE(torch.autograd.Function):
@@ -94,21 +94,23 @@ def fake_quant_act(x: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, bit
 def act_range(samples: torch.Tensor, bits: int, clip: str = "mse") -> tuple[float, float]:
     """Clipping range [lo, hi] of an activation from calibration ``samples``: min-max or MSE-optimal.
 
-    The MSE search shrinks the min-max range by a common factor (100 candidates, 1.0 included), so its
-    quantization error on the samples is never larger than min-max's.
+    The MSE search shrinks the min-max range by a common factor (64 candidates, 1.0 included) and
+    scores them on at most 16,384 evenly strided samples, on which its error is never above min-max's.
     """
     x = samples.detach().reshape(-1).float()
     lo, hi = float(torch.clamp(x.min(), max=0.0)), float(torch.clamp(x.max(), min=0.0))
     if clip != "mse" or hi - lo <= 0:
         return lo, hi
-    x = x[:: max(1, x.numel() // MSE_SAMPLES)]
-    best, best_err = (lo, hi), float("inf")
-    for r in _clip_ratios():
-        s, z = act_params(torch.tensor(lo * r), torch.tensor(hi * r), bits)
-        err = float(((fake_quant_act(x, s, z, bits) - x) ** 2).sum())
-        if err <= best_err:
-            best, best_err = (lo * r, hi * r), err
-    return best
+    x = x[:: -(-x.numel() // MSE_SAMPLES)]
+    ratios = torch.tensor(_clip_ratios())
+    los, his = lo * ratios, hi * ratios
+    scale, zero = act_params(los, his, bits)
+    qmin, qmax = act_qrange(bits)
+    q = (torch.clamp(torch.round(x[None] / scale[:, None]) + zero[:, None], qmin, qmax) - zero[:, None]) * scale[:, None]
+    err = ((q - x[None]) ** 2).sum(dim=1)
+    # the largest range among the minimal errors, so that ties keep min-max
+    best = int(torch.nonzero(err <= err.min()).max())
+    return float(los[best]), float(his[best])
 
 
 def act_error(samples: torch.Tensor, lo: float, hi: float, bits: int) -> float:

@@ -81,31 +81,33 @@ def _prune_group(dg: tp.DependencyGraph, group: Group, keep: int) -> None:
     dg.get_pruning_group(module, handler, sorted(drop)).prune()
 
 
-def shrink(model: nn.Module, input_shape: tuple[int, int, int], keep: dict[str, int]) -> tuple[nn.Module, list[str]]:
+def shrink(model: nn.Module, input_shape: tuple[int, int, int], keep: dict[str, int], groups: list[Group],
+           dg: tp.DependencyGraph, pristine: nn.Module) -> tuple[nn.Module, list[str]]:
     """Shrink ``model`` in place so group leader ``name`` keeps ``keep[name]`` units.
 
-    Returns the shrunk model (a new module when a group had to be retried) and the leaders whose groups could not be shrunk without breaking it (left whole).
+    ``groups`` and ``dg`` describe ``model`` as it is; ``pristine`` is an untouched original to restart
+    from if the shrunk model fails. Returns the shrunk model (a new module when groups had to be
+    retried one by one) and the leaders whose groups could not be shrunk without breaking it.
     """
-    groups = {g.leader: g for g in coupling_groups(model, input_shape)}
-    wanted = {name: n for name, n in keep.items() if n < groups[name].units}
+    by_leader = {g.leader: g for g in groups}
+    wanted = {name: n for name, n in keep.items() if n < by_leader[name].units}
     if not wanted:
         return model, []
     expected = _output_shape(model, input_shape)
-    pristine = copy.deepcopy(model)
     try:
-        _shrink_all(model, input_shape, groups, wanted)
+        _shrink_all(model, dg, by_leader, wanted)
         if _output_shape(model, input_shape) == expected:
             return model, []
     except Exception:  # noqa: BLE001 - any failure here means: redo group by group below
         pass
-    # Some group broke the model: restart from the untouched copy, keep each group that works.
     failed: list[str] = []
-    current = pristine
+    current = copy.deepcopy(pristine)
     for name in wanted:
         trial = copy.deepcopy(current)
         try:
-            trial_groups = {g.leader: g for g in coupling_groups(trial, input_shape)}
-            _shrink_all(trial, input_shape, trial_groups, {name: wanted[name]})
+            trial_dg = dependency_graph(trial, input_shape)
+            trial_groups = {g.leader: g for g in coupling_groups(trial, input_shape, trial_dg)}
+            _shrink_all(trial, trial_dg, trial_groups, {name: wanted[name]})
             ok = _output_shape(trial, input_shape) == expected
         except Exception:  # noqa: BLE001
             ok = False
@@ -116,14 +118,10 @@ def shrink(model: nn.Module, input_shape: tuple[int, int, int], keep: dict[str, 
     return current, failed
 
 
-def _shrink_all(model: nn.Module, input_shape: tuple[int, int, int], groups: dict[str, Group],
-                wanted: dict[str, int]) -> None:
-    channel = {n: k for n, k in wanted.items() if groups[n].unit == "channels"}
-    if channel:
-        dg = dependency_graph(model, input_shape)
-        fresh = {g.leader: g for g in coupling_groups(model, input_shape, dg)}
-        for name, k in channel.items():
-            _prune_group(dg, fresh[name], k)
+def _shrink_all(model: nn.Module, dg: tp.DependencyGraph, groups: dict[str, Group], wanted: dict[str, int]) -> None:
+    for name, k in wanted.items():
+        if groups[name].unit == "channels":
+            _prune_group(dg, groups[name], k)
     modules = dict(model.named_modules())
     for name, k in wanted.items():
         if groups[name].unit == "heads":
