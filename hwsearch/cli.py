@@ -168,6 +168,7 @@ def lut_build(
     bases: int = typer.Option(4, help="Random base choices whose single-gene changes are enumerated."),
     bits: str = typer.Option("", help="Also cost every layer at these bit-widths, e.g. '8,4'."),
     seed: int = typer.Option(0, help="Seed of the random base choices."),
+    patience: int = typer.Option(100, help="Stop sampling after this many random choices add no new layer."),
 ) -> None:
     """Cost every distinct layer a space produces on an accelerator and save the table (a corrupt or
     stale file at OUT is reported and rebuilt)."""
@@ -183,7 +184,7 @@ def lut_build(
     acc = Accelerator.resolve(accel)
     sp = spaces.get(space)
     path = out or f".cache/lut/{space}-{acc.key}.json"
-    table = build_model_table(sp, acc, path, bases=bases, seed=seed, bits=widths)
+    table = build_model_table(sp, acc, path, bases=bases, seed=seed, bits=widths, patience=patience)
     print(f"{path}\t{len(table)} layers\taccelerator {acc.name} ({acc.key})")
 
 

@@ -91,7 +91,7 @@ def test_load_or_build_warns_and_rebuilds_a_corrupt_file(tmp_path):
 def test_model_table_predicts_what_network_cost_reports(tmp_path):
     space = spaces.get("vit")
     accel = Accelerator.preset("edge-systolic")
-    table = build_model_table(space, accel, tmp_path / "vit.json", bases=1, bits=(8,))
+    table = build_model_table(space, accel, tmp_path / "vit.json", bases=1, bits=(8,), patience=10)
     rng = np.random.default_rng(3)
     for _ in range(5):
         net = space.to_netspec(space.sample(rng))
@@ -148,7 +148,7 @@ def test_lut_build_writes_a_verifiable_table(tmp_path):
 
     out = tmp_path / "lut.json"
     result = CliRunner().invoke(app, ["lut", "build", "--space", "vit", "--accel", "eyeriss", "--out", str(out),
-                                      "--bases", "0"])
+                                      "--bases", "0", "--patience", "5"])
     assert result.exit_code == 0, result.output
     t = LatencyTable.load(out, model_fingerprint(Accelerator.preset("eyeriss")))
     assert len(t) > 10 and t.source == "model"

@@ -241,11 +241,15 @@ def model_entry(layer: LayerSpec, accel: Accelerator) -> TableEntry:
     return TableEntry(latency_s=c.latency_s, energy_pj=c.total_energy_pj, extra=extra)
 
 
-def space_layers(space: Any, bases: int = 4, seed: int = 0, bits: Iterable[int] = ()) -> list[LayerSpec]:
+def space_layers(space: Any, bases: int = 4, seed: int = 0, bits: Iterable[int] = (), patience: int = 100,
+                 max_samples: int = 2000) -> list[LayerSpec]:
     """Distinct layers a search space produces: from its reference choices and ``bases`` random
     ones, every single-gene change of each (a gene's layers depend on its own value and on the shapes
-    flowing into it, which the bases vary). A space that can list its layers exactly (a
-    ``layer_specs()`` method) is asked instead. Each layer is also added at every width in ``bits``."""
+    flowing into it, which the bases vary); then random choices until ``patience`` in a row add no new
+    layer (at most ``max_samples``). Spaces are too large to enumerate, so a rare layer may still be
+    missing: `LatencyTable.fill` costs it when a network needs it. A space that can list its layers
+    exactly (a ``layer_specs()`` method) is asked instead. Each layer is also added at every width in
+    ``bits``."""
     import numpy as np
 
     lister = getattr(space, "layer_specs", None)
@@ -261,6 +265,14 @@ def space_layers(space: Any, bases: int = 4, seed: int = 0, bits: Iterable[int] 
                     net = space.to_netspec({**base, d.name: option})
                     for layer in net.layers:
                         found.setdefault(layer.key, layer)
+        quiet = 0
+        for _ in range(max_samples):
+            before = len(found)
+            for layer in space.to_netspec(space.sample(rng)).layers:
+                found.setdefault(layer.key, layer)
+            quiet = quiet + 1 if len(found) == before else 0
+            if quiet >= patience:
+                break
     layers = list(found.values())
     for b in bits:
         for layer in list(found.values()):
@@ -270,12 +282,12 @@ def space_layers(space: Any, bases: int = 4, seed: int = 0, bits: Iterable[int] 
 
 
 def build_model_table(space: Any, accel: Accelerator, path: str | Path | None = None, bases: int = 4,
-                      seed: int = 0, bits: Iterable[int] = ()) -> LatencyTable:
+                      seed: int = 0, bits: Iterable[int] = (), patience: int = 100) -> LatencyTable:
     """The model-built table of a (space, accelerator) pair, loaded from ``path`` when valid and
     complete, rebuilt (with a warning) when corrupt or stale, and saved there."""
     from hwsearch.hwmodel import costs
 
-    layers = space_layers(space, bases, seed, tuple(bits))
+    layers = space_layers(space, bases, seed, tuple(bits), patience=patience)
     costs(layers, accel)  # one batched mapping pass; model_entry then reads the cache
     fp = model_fingerprint(accel)
     if path is None:
