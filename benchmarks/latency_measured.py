@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.report import write_section  # noqa: E402
 from hwsearch.estimators.measured import MeasuredLatency, cache_root  # noqa: E402
+from hwsearch.io import atomic_write_json  # noqa: E402
 
 
 def run_space(space: str, device: str, n: int, n_fit: int, profile_nets: int, check_seed: int,
@@ -134,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
                 "(CUDA-event timing, fp16/bf16, int8 `torch._int_mm`, 2:4 semi-structured linear) are "
                 "untested on hardware.")
     body = markdown(results, args.n, args.fit, args.seed, args.statistic, gpu_note)
+    atomic_write_json(cache / "results.json", results)
     print(body)
+    log(f"figures as JSON: {cache / 'results.json'}")
     if not args.no_write:
         cmd = "python benchmarks/latency_measured.py " + " ".join(argv if argv is not None else sys.argv[1:])
         name = "latency_measured" if args.statistic == "median" else f"latency_measured_{args.statistic}"
