@@ -1,0 +1,184 @@
+"""NAAS on the experiment engine: searcher ``naas`` (a Ray Tune `Searcher`) and evaluator ``naas``.
+
+One trial is one accelerator (the inner search runs vectorised inside it) or, after the evolution,
+the refinement of one top-k triple. The searcher's saved state is the evolution's JSON, so
+``hwsearch run --resume`` continues the same evolution: finished trials are kept (the searcher reads
+their fronts back from their trial folders when Tune reports them) and none is proposed twice.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+from ray.tune.search import Searcher
+
+from hwsearch.errors import ConfigError, RunError, SpecError
+from hwsearch.io import atomic_write_text
+from hwsearch.search import evaluators
+from hwsearch.search.evaluators import Evaluation, Evaluator, SavedTrial, TrialContext
+from hwsearch.search.naas import ASSETS, NaasSettings, load_assets, prepare_assets
+from hwsearch.search.naas_evolution import FINISHED, WAIT, NaasEvolution
+from hwsearch.search.naas_inner import Triple
+from hwsearch.search.searchers import SearchContext, register
+
+
+class NaasSearcher(Searcher):
+    """Proposes accelerators generation by generation, then the refinement of the top-k triples."""
+
+    def __init__(self, evolution: NaasEvolution, run_dir: str, metric: str, mode: str) -> None:
+        super().__init__(metric=metric, mode=mode)
+        self.evolution = evolution
+        self.run_dir = str(run_dir)
+
+    @property
+    def assets(self) -> str:
+        """The run's asset folder (trials read the supernet, predictor and penalty from it)."""
+        return str(Path(self.run_dir) / ASSETS)
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        """The next proposal, None while a generation is still running, or `Searcher.FINISHED`."""
+        proposal = self.evolution.ask(trial_id)
+        if proposal == WAIT:
+            return None
+        if proposal == FINISHED:
+            return Searcher.FINISHED
+        return {**proposal, "assets": self.assets}
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        """Record the trial's fitness and front (read from its folder); a failed trial has no fitness."""
+        evo = self.evolution
+        if trial_id not in evo.proposals:
+            return
+        if error or not result:
+            evo.tell(trial_id, None)
+            return
+        if "accel" in evo.proposals[trial_id]:
+            front = _read_front(Path(self.run_dir) / "trials" / trial_id)
+            evo.tell(trial_id, float(result.get("hypervolume", 0.0)), front,
+                     {"evaluations": int(result.get("evaluations", 0))})
+        else:
+            evo.tell(trial_id, float(result.get("accuracy", math.nan)), [],
+                     {k: float(result[k]) for k in ("accuracy", "latency_ms", "energy_mj") if k in result})
+
+    def save(self, checkpoint_path: str) -> None:
+        """Write the evolution's state as JSON (no pickle)."""
+        atomic_write_text(checkpoint_path, json.dumps({"run_dir": self.run_dir, "evolution": self.evolution.state()}))
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Read the state written by `save`."""
+        try:
+            state = json.loads(Path(checkpoint_path).read_text())
+        except (OSError, ValueError) as e:
+            raise RunError(f"cannot read the NAAS searcher state {checkpoint_path}: {e}") from None
+        self.evolution.load_state(state["evolution"])
+
+
+def _read_front(trial_dir: Path) -> list[dict[str, Any]]:
+    try:
+        return list(json.loads((trial_dir / "front.json").read_text())["triples"])
+    except (OSError, ValueError, KeyError):
+        return []
+
+
+@register("naas", NaasSettings)
+def naas_searcher(ctx: SearchContext) -> NaasSearcher:
+    """Prepare the run's assets (supernet, predictor, bits penalty, normalisation) and the evolution."""
+    s: NaasSettings = ctx.settings  # type: ignore[assignment]
+    cfg = ctx.config
+    if cfg.evaluation.evaluator != "naas":
+        raise ConfigError(f"searcher naas needs evaluation.evaluator: naas (got {cfg.evaluation.evaluator!r})")
+    if cfg.budget.trials < s.trials:
+        raise ConfigError(f"budget.trials={cfg.budget.trials} is below what naas needs: population x generations "
+                          f"+ top_k = {s.population} x {s.generations} + {s.top_k} = {s.trials}")
+    space = s.space()
+    folder = Path(ctx.run_dir) / ASSETS
+    info = prepare_assets(folder, cfg.space.name, cfg.space.options, cfg.data.source, cfg.data.seed, s,
+                          seed=ctx.seed, progress=_say)
+    from hwsearch.search.naas_inner import Reference
+
+    evo = NaasEvolution(space, s.outer(), ctx.seed, Reference(**info["reference"]))
+    return NaasSearcher(evo, str(ctx.run_dir), ctx.metrics[0], ctx.modes[0])
+
+
+def _say(line: str) -> None:
+    print(f"naas: {line}", flush=True)
+
+
+@evaluators.register("naas")
+class NaasEvaluator(Evaluator):
+    """An accelerator trial (inner search) or a refinement trial (agent, fine-tune, measure)."""
+
+    def evaluate(self, params: Mapping[str, Any], ctx: TrialContext) -> Evaluation:
+        """Run the proposal ``params`` made by the naas searcher."""
+        if "assets" not in params:
+            raise SpecError("the naas evaluator runs proposals of the naas searcher (searcher.name: naas)")
+        assets = load_assets(str(params["assets"]), ctx.config.data.source, ctx.config.data.seed,
+                             json.dumps(ctx.config.space.options, sort_keys=True))
+        if "accel" in params:
+            return self._accelerator(params, assets, ctx)
+        if "refine" in params:
+            return self._refine(params, assets, ctx)
+        raise SpecError(f"a naas proposal holds 'accel' or 'refine', got keys {sorted(params)}")
+
+    def _accelerator(self, params: Mapping[str, Any], assets: Any, ctx: TrialContext) -> Evaluation:
+        from hwsearch.hwmodel import hardware_metrics
+        from hwsearch.search.naas import evaluate_accelerator
+
+        s: NaasSettings = assets.settings
+        space = s.space()
+        result, accel = evaluate_accelerator(assets.problem, space, params["accel"], s.inner(), int(params["seed"]))
+        front = list(result.front)
+        rep = representative(front)
+        q = assets.problem.space
+        net = q.to_netspec(rep.choice)
+        hw = hardware_metrics(net, accel)
+        net_choice, bits = q.split(rep.choice)
+        metrics = {
+            "accuracy": rep.accuracy, "predicted_acc": rep.accuracy, "latency_ms": hw["latency_ms"],
+            "energy_mj": hw["energy_mj"], "edp": hw["edp"], "area_mm2": hw["area_mm2"],
+            "peak_power_w": hw["peak_power_w"], "hypervolume": result.hypervolume,
+            "evaluations": float(result.evaluations), "front_size": float(len(front)), "measured": 0.0,
+            "generation": float(params.get("generation", -1)),
+        }
+        docs = {"front": {"accelerator": params["accel"], "hypervolume": result.hypervolume,
+                          "triples": [t.to_dict() for t in front]},
+                "hardware": accel.to_dict(), "policy": q.policy(rep.choice).to_dict(),
+                "bits": bits}
+        return Evaluation(choice=net_choice, netspec=net, metrics=metrics, model=None, documents=docs)
+
+    def _refine(self, params: Mapping[str, Any], assets: Any, ctx: TrialContext) -> Evaluation:
+        from hwsearch.search.naas_refine import RefineSettings, refine
+
+        s: NaasSettings = assets.settings
+        triple = Triple.from_dict(params["refine"])
+        rs = RefineSettings(agent_episodes=s.agent_episodes, finetune_epochs=s.finetune_epochs,
+                            seed=int(params.get("seed", 0)) % (2**31))
+        out = refine(assets.supernet, assets.data, assets.problem.space, triple, rs)
+        metrics = {**out.metrics, "rank": float(params.get("rank", 0))}
+        docs = {"hardware": out.accel.to_dict(), "policy": out.policy.to_dict(), "triple": triple.to_dict()}
+        return Evaluation(choice=out.net_choice, netspec=out.netspec, metrics=metrics, model=out.model,
+                          documents=docs)
+
+    def rebuild(self, saved: SavedTrial, space: Any) -> Any:
+        """The refined, compressed network with its fine-tuned weights."""
+        from hwsearch.compress import Policy, rebuild
+
+        choice = saved.choice
+        policy = Policy.from_dict(saved.read_json("policy"))
+        model = rebuild(space.build(choice), policy, space.input_shape(choice), saved.state_dict())
+        return model.eval()
+
+
+def representative(front: list[Triple]) -> Triple:
+    """The triple a trial reports in the run table: lowest EDP within one point of its best accuracy."""
+    if not front:
+        raise RunError("the inner search returned an empty front")
+    best = max(t.accuracy for t in front)
+    near = [t for t in front if t.accuracy >= best - 0.01]
+    return min(near, key=lambda t: (t.edp, -t.accuracy))
+
+
+__all__ = ["NaasEvaluator", "NaasSearcher", "naas_searcher", "representative"]

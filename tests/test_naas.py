@@ -1,0 +1,191 @@
+"""NAAS co-search: Pareto/hypervolume maths, joint space, vectorised costs, inner search, outer evolution."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hwsearch import spaces
+from hwsearch.hwmodel import Accelerator, hardware_metrics
+from hwsearch.search.naas_accuracy import BitsPenalty, CoSearchAccuracy
+from hwsearch.search.naas_assets import OneHotRidge
+from hwsearch.search.naas_baselines import edp_at_accuracy, run_baseline
+from hwsearch.search.naas_evolution import FINISHED, WAIT, NaasEvolution, OuterSettings
+from hwsearch.search.naas_inner import (
+    CoSearchProblem, InnerSettings, QuantizedSpace, Reference, Triple, front_of, inner_search, layer_group,
+)
+from hwsearch.search.naas_pareto import hypervolume, nondominated
+from hwsearch.spaces.accelerator import AcceleratorSpace
+
+COMPACT = {"resolutions": [8, 12], "stem_width": 8, "first_width": 8, "widths": [8, 16, 24, 32, 48],
+           "head_width": 96}
+
+
+@pytest.fixture(scope="module")
+def problem() -> CoSearchProblem:
+    net = spaces.get("ofa-mbv3", in_channels=1, num_classes=10, **COMPACT)
+    q = QuantizedSpace(net, (4, 6, 8))
+    # A fixed, hand-set predictor: deeper/wider genes add accuracy, as a fitted one does.
+    w = np.concatenate([np.linspace(0.0, 0.02, len(d.options)) for d in net.dims])
+    penalty = BitsPenalty(q.groups, q.bits, 0.002, tuple((0.01, 0.003, 0.0) for _ in q.groups), 0.95)
+    acc = CoSearchAccuracy(OneHotRidge(net, w, 0.6), penalty)
+    return CoSearchProblem(q, acc, Reference(0.5, 5.0, 1.0))
+
+
+@given(st.lists(st.tuples(st.floats(0, 1), st.floats(0, 1), st.floats(0, 1)), min_size=1, max_size=12))
+@settings(max_examples=60, deadline=None)
+def test_nondominated_rows_are_exactly_those_no_other_row_beats(rows):
+    p = np.array(rows)
+    mask = nondominated(p)
+    for i, a in enumerate(p):
+        beaten = any(np.all(b <= a) and np.any(b < a) for b in p)
+        if beaten:
+            assert not mask[i]
+    kept = {tuple(r) for r in p[mask]}
+    assert kept == {tuple(r) for r in p if not any(np.all(b <= r) and np.any(b < r) for b in p)}
+
+
+def test_hypervolume_of_boxes_is_their_union_volume():
+    assert hypervolume(np.array([[0.5, 0.5, 0.5]]), np.ones(3)) == pytest.approx(0.125)
+    # two boxes overlapping in a 0.5 x 0.5 x 0.5 cube
+    two = np.array([[0.0, 0.5, 0.5], [0.5, 0.0, 0.5]])
+    assert hypervolume(two, np.ones(3)) == pytest.approx(0.25 + 0.25 - 0.125)
+    assert hypervolume(np.array([[2.0, 0.0, 0.0]]), np.ones(3)) == 0.0
+
+
+@given(st.lists(st.tuples(st.floats(0, 1), st.floats(0, 1), st.floats(0, 1)), min_size=1, max_size=8))
+@settings(max_examples=40, deadline=None)
+def test_adding_a_point_never_lowers_the_hypervolume(rows):
+    p = np.array(rows)
+    assert hypervolume(p, np.ones(3)) >= hypervolume(p[:-1], np.ones(3)) - 1e-12 if len(p) > 1 else True
+
+
+def test_layer_groups_follow_stage_names():
+    assert layer_group("stages.2.1.dw.conv") == "stages.2"
+    assert layer_group("stem.conv") == "stem"
+    assert layer_group("classifier") == "classifier"
+
+
+def test_quantized_netspec_matches_what_the_compressed_model_runs(problem):
+    from hwsearch.compress import compressed_netspec
+
+    q = problem.space
+    choice = q.sample(np.random.default_rng(3))
+    model = q.build(choice)
+    traced = compressed_netspec(model, q.input_shape(choice))
+    assert [layer.key for layer in traced.layers] == [layer.key for layer in q.to_netspec(choice).layers]
+
+
+def test_vectorised_costs_equal_the_accelerator_model_on_the_whole_netspec(problem):
+    rng = np.random.default_rng(0)
+    accel = AcceleratorSpace().to_accelerator(AcceleratorSpace().sample_feasible(rng))
+    choices = [problem.space.sample(rng) for _ in range(5)]
+    rows = problem.evaluate(accel, choices)
+    for c, r in zip(choices, rows):
+        hw = hardware_metrics(problem.space.to_netspec(c), accel)
+        assert r[1] == pytest.approx(hw["latency_ms"], rel=1e-9)
+        assert r[2] == pytest.approx(hw["energy_mj"], rel=1e-9)
+
+
+def test_lower_bits_cost_no_more_and_lose_predicted_accuracy(problem):
+    q = problem.space
+    net = q.net.reference("largest")
+    hi = q.join(net, {g: 8 for g in q.groups})
+    lo = q.join(net, {g: 4 for g in q.groups})
+    accel = Accelerator.preset("bitfusion")
+    r = problem.evaluate(accel, [hi, lo])
+    assert r[1, 0] < r[0, 0]
+    assert r[1, 1] <= r[0, 1] and r[1, 2] <= r[0, 2]
+
+
+def test_inner_search_returns_a_nondominated_front_better_than_its_random_start(problem):
+    accel = Accelerator.preset("edge-systolic")
+    rng = np.random.default_rng(1)
+    res = inner_search(problem, accel, InnerSettings(population=12, generations=3, front=100), rng)
+    assert res.evaluations == 48
+    pts = np.array([[-t.accuracy, t.latency_ms, t.energy_mj] for t in res.front])
+    assert nondominated(pts).all()
+    start = problem.evaluate(accel, [problem.space.sample(np.random.default_rng(1)) for _ in range(12)])
+    assert res.hypervolume >= problem.reference.hypervolume(start[:, 0], start[:, 1], start[:, 2])
+    assert all(t.accel == accel.to_dict() for t in res.front)
+
+
+def _run(evo: NaasEvolution, problem: CoSearchProblem, trials: list[str], stop_after: int | None = None) -> list:
+    """Drive ``evo`` sequentially with cheap fitness (inner search of 8 candidates)."""
+    asked = []
+    for k in itertools.count(len(evo.proposals)):
+        if stop_after is not None and len(asked) >= stop_after:
+            break
+        tid = f"t{k}"
+        p = evo.ask(tid)
+        if p == FINISHED:
+            break
+        assert p != WAIT
+        asked.append(p)
+        if "accel" in p:
+            accel = evo.space.to_accelerator(p["accel"])
+            res = inner_search(problem, accel, InnerSettings(population=8, generations=0, front=8),
+                               np.random.default_rng(p["seed"]))
+            evo.tell(tid, res.hypervolume, [t.to_dict() for t in res.front])
+        else:
+            evo.tell(tid, 0.9, [])
+        trials.append(tid)
+    return asked
+
+
+def test_evolution_seeds_presets_breeds_feasible_children_then_refines_top_k(problem):
+    space = AcceleratorSpace()
+    evo = NaasEvolution(space, OuterSettings(population=4, generations=2, parents=2, top_k=2), 5, problem.reference)
+    trials: list[str] = []
+    asked = _run(evo, problem, trials)
+    accel = [p for p in asked if "accel" in p]
+    refine = [p for p in asked if "refine" in p]
+    assert len(accel) == 8 and len(refine) == 2
+    assert accel[0]["accel"] == space.nearest(Accelerator.preset("eyeriss"))
+    assert all(space.feasible(p["accel"]) for p in accel)
+    assert len({tuple(p["accel"].values()) for p in accel}) == 8
+    assert refine[0]["refine"]["accuracy"] == max(t.accuracy for t in evo.triples())
+
+
+def test_a_generation_waits_for_its_last_trial():
+    space = AcceleratorSpace()
+    evo = NaasEvolution(space, OuterSettings(population=2, generations=2, parents=1, top_k=0), 0)
+    a, b = evo.ask("a"), evo.ask("b")
+    assert evo.ask("c") == WAIT
+    evo.tell("a", 0.5, [])
+    assert evo.ask("c") == WAIT
+    evo.tell("b", None, [])  # a failed trial still completes its generation
+    assert "accel" in evo.ask("c")
+    assert evo.ask("a") == a and evo.ask("b") == b
+
+
+def test_saved_and_restored_evolution_continues_exactly_as_an_uninterrupted_one(problem, tmp_path):
+    space = AcceleratorSpace()
+    s = OuterSettings(population=3, generations=3, parents=2, top_k=1)
+    whole = NaasEvolution(space, s, 11, problem.reference)
+    all_asked = _run(whole, problem, [])
+    first = NaasEvolution(space, s, 11, problem.reference)
+    head = _run(first, problem, [], stop_after=5)
+    first.save(tmp_path / "state.json")
+    second = NaasEvolution(space, s, 11, problem.reference)
+    second.restore(tmp_path / "state.json")
+    tail = _run(second, problem, [])
+    assert head + tail == all_asked
+
+
+def test_baselines_spend_their_budget_and_edp_lookup_respects_accuracy(problem):
+    space = AcceleratorSpace()
+    rnd = run_baseline("random", problem, space, 6, seed=0)
+    assert len(rnd) == 6
+    ns = run_baseline("nsga2", problem, space, 6, seed=0)
+    assert len(ns) <= 6
+    pre = run_baseline("presets", problem, space, 96, seed=0)
+    assert {t.accel["name"] for t in pre} <= {"eyeriss", "nvdla-small", "edge-systolic", "bitfusion"}
+    t = [Triple({}, {}, 0.9, 1.0, 1.0, 1.0), Triple({}, {}, 0.8, 0.1, 0.1, 1.0)]
+    assert edp_at_accuracy(t, 0.85) == 1.0 and edp_at_accuracy(t, 0.5) == pytest.approx(0.01)
+    assert edp_at_accuracy(t, 0.95) == float("inf")
+    assert len(front_of(t)) == 2
