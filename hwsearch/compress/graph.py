@@ -12,7 +12,8 @@ with ``qkv`` and ``proj`` linear layers and integer ``heads`` and ``head_dim`` a
 laid out as (3, heads, head_dim), as `hwsearch.spaces.blocks.Attention` and timm do) forms a group of
 unit "heads" led by its ``qkv`` layer. A group is not shrunk structurally, and says why in ``note``,
 when it feeds the network output, or passes through an op DepGraph cannot prune safely (a bare
-parameter it was not told about, a slice, an unbind, a custom op); such a group gets a channel mask.
+parameter it was not told about, a slice, an unbind, a custom op, a grouped conv such as FBNet's
+g2 blocks with their channel shuffle); such a group gets a channel mask on its leader instead.
 """
 
 from __future__ import annotations
@@ -158,6 +159,10 @@ def coupling_groups(model: nn.Module, input_shape: tuple[int, int, int],
                 continue
             if node.type not in _SAFE_OPS:
                 unsafe.append(f"op {node.type.name.lower()} ({getattr(node, 'name', '') or type(node.module).__name__})")
+            elif isinstance(node.module, nn.Conv2d) and 1 < node.module.groups < node.module.in_channels:
+                # Channels of a grouped conv must go evenly from every group, and a channel shuffle
+                # next to it permutes them; DepGraph's per-layer index mapping gets this wrong.
+                unsafe.append(f"grouped conv {names.get(node.module, '?')!r} (groups={node.module.groups})")
             if isinstance(node.module, (nn.Conv2d, nn.Linear)) and dg.is_out_channel_pruning_fn(dep.handler):
                 if node.module in names and names[node.module] not in members:
                     members.append(names[node.module])
