@@ -1,0 +1,215 @@
+"""The AMC/HAQ agent: stable-baselines3 DDPG (TD3 or SAC selectable) walking a `CompressionEnv`.
+
+As in AMC, the first ``warmup_episodes`` take uniformly random actions to fill the replay buffer; after
+them the actor's action is perturbed by a normal noise truncated to the action box (so no probability
+piles up on the bounds, as clipped additive noise would), its width shrinking by ``sigma_decay`` per
+episode. SB3's action-noise hook only adds a value that cannot see the action, so the truncated sample
+is drawn in an override of its ``_sample_action``. Every episode is one evaluated policy; the agent's
+answer is the best one found, as in AMC, not the final actor's output. `save`/`load` keep the networks,
+optimisers, replay buffer, noise state and the evaluated policies, so a search resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+from scipy.stats import truncnorm
+from stable_baselines3 import DDPG, SAC, TD3
+from stable_baselines3.common.callbacks import BaseCallback
+
+from hwsearch.errors import ConfigError, RunError
+from hwsearch.io import atomic_write_bytes, atomic_write_json
+from hwsearch.search.compression_env import CompressionEnv, Episode
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """Agent settings; the defaults follow AMC's DDPG, shrunk for networks of tens of layers."""
+
+    algo: str = "ddpg"
+    warmup_episodes: int = 20
+    sigma: float = 0.5          # initial std of the truncated-normal exploration noise (action units / 2)
+    sigma_decay: float = 0.95   # per episode after warm-up
+    min_sigma: float = 0.02
+    hidden: tuple[int, ...] = (64, 64)
+    lr: float = 1e-3            # actor and critic (SB3 schedules both from one rate)
+    gamma: float = 1.0          # AMC's discount: the only reward arrives at the episode's end
+    tau: float = 0.01
+    batch_size: int = 64
+    buffer_episodes: int = 2000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.algo not in ALGOS:
+            raise ConfigError(f"agent algo={self.algo!r} is unknown; use one of {', '.join(ALGOS)}")
+        if self.warmup_episodes < 0:
+            raise ConfigError(f"warmup_episodes={self.warmup_episodes} must be >= 0")
+        if not 0 < self.sigma_decay <= 1 or self.sigma < 0:
+            raise ConfigError(f"sigma={self.sigma} must be >= 0 and sigma_decay={self.sigma_decay} in (0, 1]")
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict."""
+        d = asdict(self)
+        d["hidden"] = list(self.hidden)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "AgentConfig":
+        """Inverse of `to_dict`; unknown keys are an error."""
+        extra = set(d) - set(cls.__dataclass_fields__)
+        if extra:
+            raise ConfigError(f"unknown agent key(s) {sorted(extra)}; known: {sorted(cls.__dataclass_fields__)}")
+        return cls(**d)
+
+
+class _TruncatedNormalExploration:
+    """Mixin for deterministic-policy algorithms: truncated-normal noise around the actor's action."""
+
+    exploration_sigma: float = 0.5
+    exploration_decay: float = 0.95
+    exploration_min_sigma: float = 0.02
+    warmup_episodes: int = 0
+    _explore_rng: np.random.Generator | None = None
+
+    def current_sigma(self) -> float:
+        """Noise std for the episode being played."""
+        after = max(0, self._episode_num - self.warmup_episodes)
+        return max(self.exploration_min_sigma, self.exploration_sigma * self.exploration_decay ** after)
+
+    def _sample_action(self, learning_starts: int, action_noise: Any = None, n_envs: int = 1):
+        action, buffer_action = super()._sample_action(learning_starts, None, n_envs)
+        if self.num_timesteps < learning_starts:
+            return action, buffer_action
+        if self._explore_rng is None:
+            self._explore_rng = np.random.default_rng(self.seed)
+        sigma = self.current_sigma()
+        mu = np.clip(buffer_action, -1.0, 1.0)
+        if sigma > 0:
+            a, b = (-1.0 - mu) / sigma, (1.0 - mu) / sigma
+            mu = truncnorm.rvs(a, b, loc=mu, scale=sigma, random_state=self._explore_rng)
+        buffer_action = np.asarray(mu, dtype=np.float32).reshape(buffer_action.shape)
+        return self.policy.unscale_action(buffer_action), buffer_action
+
+
+class AmcDDPG(_TruncatedNormalExploration, DDPG):
+    """DDPG with AMC's truncated-normal exploration."""
+
+
+class AmcTD3(_TruncatedNormalExploration, TD3):
+    """TD3 with AMC's truncated-normal exploration."""
+
+
+ALGOS: dict[str, type] = {"ddpg": AmcDDPG, "td3": AmcTD3, "sac": SAC}
+
+
+class _EpisodeHook(BaseCallback):
+    """Calls ``fn(episode)`` each time the environment finishes (and evaluates) a policy."""
+
+    def __init__(self, env: CompressionEnv, fn: Callable[[Episode], None] | None) -> None:
+        super().__init__()
+        self.env, self.fn, self.seen = env, fn, len(env.history)
+
+    def _on_step(self) -> bool:
+        while self.seen < len(self.env.history):
+            if self.fn is not None:
+                self.fn(self.env.history[self.seen])
+            self.seen += 1
+        return True
+
+
+@dataclass
+class CompressionAgent:
+    """An SB3 agent bound to one environment; ``train(n)`` plays (and evaluates) n more episodes."""
+
+    env: CompressionEnv
+    config: AgentConfig = field(default_factory=AgentConfig)
+    model: Any = None
+
+    def __post_init__(self) -> None:
+        if self.model is None:
+            self.model = self._build()
+
+    @property
+    def episode_length(self) -> int:
+        """Steps per episode: the layers the environment decides."""
+        return len(self.env.steps)
+
+    def _build(self) -> Any:
+        cfg = self.config
+        cls = ALGOS[cfg.algo]
+        kw: dict[str, Any] = dict(
+            learning_starts=cfg.warmup_episodes * self.episode_length,
+            buffer_size=max(1000, cfg.buffer_episodes * self.episode_length),
+            batch_size=cfg.batch_size, gamma=cfg.gamma, tau=cfg.tau,
+            train_freq=(1, "episode"), gradient_steps=-1, seed=cfg.seed, verbose=0, device="cpu",
+        )
+        arch: Any = list(cfg.hidden) if cfg.algo == "sac" else {"pi": list(cfg.hidden), "qf": list(cfg.hidden)}
+        model = cls("MlpPolicy", self.env, learning_rate=cfg.lr, policy_kwargs={"net_arch": arch}, **kw)
+        if cfg.algo != "sac":
+            model.exploration_sigma = cfg.sigma
+            model.exploration_decay = cfg.sigma_decay
+            model.exploration_min_sigma = cfg.min_sigma
+            model.warmup_episodes = cfg.warmup_episodes
+        return model
+
+    @property
+    def episodes_done(self) -> int:
+        """Episodes played so far (warm-up included)."""
+        return int(self.model._episode_num)
+
+    def train(self, episodes: int, on_episode: Callable[[Episode], None] | None = None) -> list[Episode]:
+        """Play ``episodes`` more episodes, learning after each; returns the episodes just evaluated."""
+        if episodes < 0:
+            raise ConfigError(f"episodes={episodes} must be >= 0")
+        start = len(self.env.history)
+        if episodes:
+            self.model.learn(total_timesteps=episodes * self.episode_length, reset_num_timesteps=False,
+                             callback=_EpisodeHook(self.env, on_episode))
+        return self.env.history[start:]
+
+    @property
+    def best(self) -> Episode | None:
+        """Highest-accuracy policy evaluated so far within the budget."""
+        return self.env.best
+
+    # ---- checkpoints ------------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> None:
+        """Write networks + optimisers, replay buffer and evaluated policies (each file atomically)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        buf = io.BytesIO()
+        self.model.save(buf)
+        atomic_write_bytes(directory / "agent.zip", buf.getvalue())
+        buf = io.BytesIO()
+        self.model.save_replay_buffer(buf)
+        atomic_write_bytes(directory / "replay_buffer.pkl", buf.getvalue())
+        atomic_write_json(directory / "agent_state.json", {
+            "config": self.config.to_dict(), "env": self.env.config.to_dict(),
+            "episodes": [e.to_dict() for e in self.env.history],
+        })
+
+    @classmethod
+    def load(cls, directory: str | Path, env: CompressionEnv) -> "CompressionAgent":
+        """Rebuild an agent saved by `save` around ``env`` (same network and environment config)."""
+        directory = Path(directory)
+        try:
+            state = json.loads((directory / "agent_state.json").read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise RunError(f"agent checkpoint {directory} is missing or unreadable: {e}") from None
+        if state["env"] != env.config.to_dict():
+            raise RunError(f"agent checkpoint {directory} was made for environment {state['env']}, "
+                           f"not {env.config.to_dict()}")
+        config = AgentConfig.from_dict({**state["config"], "hidden": tuple(state["config"]["hidden"])})
+        model = ALGOS[config.algo].load(directory / "agent.zip", env=env, device="cpu")
+        model.load_replay_buffer(directory / "replay_buffer.pkl")
+        env.history = [Episode.from_dict(e) for e in state["episodes"]]
+        return cls(env, config, model)
+
+
+__all__ = ["ALGOS", "AgentConfig", "AmcDDPG", "AmcTD3", "CompressionAgent"]
