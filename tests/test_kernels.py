@@ -176,3 +176,12 @@ def test_asking_for_cuda_without_a_gpu_is_a_config_error():
 def test_half_precision_tables_are_refused_on_cpu():
     with pytest.raises(ConfigError, match="fp32"):
         device_fingerprint("cpu", dtype="fp16")
+
+
+def test_a_layer_chain_is_timed_as_one_call_and_reports_the_requested_statistic():
+    from hwsearch.kernels.profile import measure_layer_chain
+
+    fp = device_fingerprint("cpu", threads=1)
+    chain = [TINY[0], TINY[2], TINY[0], TINY[5]]
+    whole = measure_layer_chain(chain, fp, TimerConfig.quick(statistic="min"))
+    assert whole.latency_s == whole.min_s > 0 and whole.statistic == "min"

@@ -62,16 +62,16 @@ class TimerConfig:
                 raise ConfigError(f"timer setting {name}={getattr(self, name)!r} must be positive")
 
     @classmethod
-    def quick(cls) -> TimerConfig:
+    def quick(cls, statistic: str = "median") -> TimerConfig:
         """Few samples, short budget: for tests and smoke runs, not for tables you trust."""
         return cls(warmup_s=0.002, min_warmup_calls=1, min_sample_s=5e-5, min_samples=3, max_samples=5,
-                   rel_ci=0.5, max_time_s=0.2)
+                   rel_ci=0.5, max_time_s=0.2, statistic=statistic)
 
     @classmethod
-    def network(cls) -> TimerConfig:
+    def network(cls, statistic: str = "median") -> TimerConfig:
         """Whole-network forward passes: longer warm-up and budget, same statistics."""
         return cls(warmup_s=0.1, min_warmup_calls=3, min_sample_s=1e-3, min_samples=9, max_samples=60,
-                   rel_ci=0.01, max_time_s=6.0)
+                   rel_ci=0.01, max_time_s=6.0, statistic=statistic)
 
 
 @dataclass(frozen=True)
