@@ -413,8 +413,9 @@ def test_int8_kernels_run_the_eight_bit_layers_close_to_fake_quant():
     fast, converted = to_int8(model)
     assert converted == ["stem", "head", "fc"]
     assert type(fast.stem).__name__ == "Int8Conv2d"
-    want, got = model(x), fast(x)
-    assert float((got - want).abs().max()) <= 0.1 * float(want.abs().max())
+    with torch.no_grad():
+        want, got = model(x), fast(x)
+    assert float((got - want).abs().max()) <= 0.03 * float(want.abs().max())
     assert np.mean((got.argmax(1) == want.argmax(1)).numpy()) >= 0.9
 
 
@@ -440,3 +441,29 @@ def test_a_group_that_cannot_be_shrunk_safely_falls_back_to_a_channel_mask():
     assert int((small.conv.qweight().detach().reshape(16, -1).abs().sum(1) > 0).sum()) == 8
     net = compressed_netspec(small, (1, 8, 8))
     assert net.layers[0].density == 0.5 and net.nonzero_params == nonzero_params(small)
+
+
+def test_a_token_pruned_model_deep_copies_and_pickles_after_a_training_step():
+    import copy
+    import pickle
+
+    x = _batch(VIT_SHAPE)
+    policy = Policy({"blocks.0.fc1": LayerPolicy(w_bits=6, a_bits=6)}, tokens=(1.0, 0.5, 0.5, 0.25))
+    model = apply_policy(_vit(), policy, VIT_SHAPE, calib=x).train()
+    model(x).sum().backward()
+    model.eval()
+    with torch.no_grad():
+        want = model(x)
+        assert torch.equal(copy.deepcopy(model)(x), want)
+        assert torch.equal(pickle.loads(pickle.dumps(model))(x), want)
+
+
+def test_int8_linear_kernels_take_token_sequences():
+    x = _batch(VIT_SHAPE)
+    policy = Policy({n: LayerPolicy(w_bits=8, a_bits=8) for n in ("blocks.0.fc1", "blocks.1.fc2")})
+    model = apply_policy(_vit(), policy, VIT_SHAPE, calib=x)
+    fast, converted = to_int8(model)
+    assert converted == ["blocks.0.fc1", "blocks.1.fc2"]
+    with torch.no_grad():
+        want = model(x)
+        assert float((fast(x) - want).abs().max()) <= 0.03 * float(want.abs().max())

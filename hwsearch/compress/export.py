@@ -7,7 +7,7 @@ bits where QuantizeLinear/DequantizeLinear only express 8. `onnx_max_error` chec
 onnxruntime against torch.
 
 `to_int8` swaps every conv/linear layer quantized to 8-bit weights and 8-bit activations for torch.ao's
-int8 kernels (`torch.ao.nn.quantized.Conv2d` and `Linear`, fbgemm/x86 or qnnpack engine, CPU only):
+int8 kernels (`torch.ao.nn.quantized.Conv2d` and `Linear`, packed for the qnnpack engine, CPU only):
 the input is quantized with the calibrated (scale, zero point), the weights per channel with the
 layer's own scales, and the output requantized to 8 bits over the range seen in calibration, then
 dequantized for the float ops around it (norms, activations, residual adds, attention products stay
@@ -100,23 +100,32 @@ def int8_ready(layer: nn.Module) -> bool:
 
 
 @torch.no_grad()
-def to_int8(model: nn.Module) -> tuple[nn.Module, list[str]]:
+def to_int8(model: nn.Module, engine: str = "qnnpack") -> tuple[nn.Module, list[str]]:
     """A CPU copy of ``model`` whose 8/8-bit conv and linear layers run torch.ao int8 kernels.
 
-    Returns the model and the names of the layers converted; the model is for inference only.
+    Returns the model and the names of the layers converted; the model is for inference only. The
+    weights are packed for ``engine``. The default is qnnpack because the x86/fbgemm/onednn kernels
+    multiply uint8 x int8 pairs into a saturating int16 on CPUs without VNNI (the reason torch's own
+    observers shrink activations to 7 bits there), which breaks full-range 8-bit activations; qnnpack
+    accumulates in int32 and agrees with the fake-quantized model up to the output requantization.
     """
     engines = torch.backends.quantized.supported_engines
-    if not any(e in engines for e in ("x86", "fbgemm", "qnnpack")):
-        raise ConfigError(f"this torch build has no int8 CPU engine (supported: {engines})")
+    if engine not in engines:
+        raise ConfigError(f"int8 engine {engine!r} is not in this torch build; supported: {engines}")
     out = copy.deepcopy(model).eval().cpu()
     converted = []
-    for name, m in list(out.named_modules()):
-        if not int8_ready(m):
-            continue
-        new = Int8Conv2d(m) if isinstance(m, QConv2d) else Int8Linear(m)
-        parent_name, _, child = name.rpartition(".")
-        setattr(out.get_submodule(parent_name) if parent_name else out, child, new)
-        converted.append(name)
+    previous = torch.backends.quantized.engine
+    torch.backends.quantized.engine = engine
+    try:
+        for name, m in list(out.named_modules()):
+            if not int8_ready(m):
+                continue
+            new = Int8Conv2d(m) if isinstance(m, QConv2d) else Int8Linear(m)
+            parent_name, _, child = name.rpartition(".")
+            setattr(out.get_submodule(parent_name) if parent_name else out, child, new)
+            converted.append(name)
+    finally:
+        torch.backends.quantized.engine = previous
     return out, converted
 
 

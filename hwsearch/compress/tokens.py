@@ -35,7 +35,7 @@ class _Probe:
         self.probs: torch.Tensor | None = None
 
     def __call__(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-        self.probs = output
+        self.probs = output.detach()  # only ranks tokens; no gradient flows through the choice
 
 
 class _Drop:
@@ -46,11 +46,11 @@ class _Drop:
 
     def __call__(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
         n, t, e = output.shape
-        if self.keep >= t or self.probe.probs is None:
+        probs, self.probe.probs = self.probe.probs, None  # never keep a tensor between calls
+        if self.keep >= t or probs is None:
             return output
-        importance = self.probe.probs.mean(dim=(1, 2))  # (n, t): attention each token receives
+        importance = probs.mean(dim=(1, 2))  # (n, t): attention each token receives
         idx = torch.sort(torch.topk(importance, self.keep, dim=1).indices, dim=1).values
-        self.probe.probs = None
         return torch.gather(output, 1, idx.unsqueeze(-1).expand(n, self.keep, e))
 
 
