@@ -1,6 +1,9 @@
 """The AMC/HAQ agent: stable-baselines3 DDPG (TD3 or SAC selectable) walking a `CompressionEnv`.
 
-As in AMC, the first ``warmup_episodes`` take uniformly random actions to fill the replay buffer; after
+As in AMC, every step of an episode is stored with the episode's final reward (the accuracy of the
+finished policy) and as terminal, so the critic learns "how accurate will the policy be if this layer
+gets this action" directly instead of propagating one terminal reward back through tens of layers.
+The first ``warmup_episodes`` take uniformly random actions to fill the replay buffer; after
 them the actor's action is perturbed by a normal noise truncated to the action box (so no probability
 piles up on the bounds, as clipped additive noise would), its width shrinking by ``sigma_decay`` per
 episode. SB3's action-noise hook only adds a value that cannot see the action, so the truncated sample
@@ -20,6 +23,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 from scipy.stats import truncnorm
 from stable_baselines3 import DDPG, SAC, TD3
+from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 
 from hwsearch.errors import ConfigError, RunError
@@ -41,6 +45,7 @@ class AgentConfig:
     gamma: float = 1.0          # AMC's discount: the only reward arrives at the episode's end
     tau: float = 0.01
     batch_size: int = 64
+    updates_per_episode: int = 32  # gradient steps after each episode
     buffer_episodes: int = 2000
     seed: int = 0
 
@@ -66,6 +71,24 @@ class AgentConfig:
         if extra:
             raise ConfigError(f"unknown agent key(s) {sorted(extra)}; known: {sorted(cls.__dataclass_fields__)}")
         return cls(**d)
+
+
+class EpisodeRewardBuffer(ReplayBuffer):
+    """Replay buffer that gives every transition of an episode the episode's final reward, as terminal."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._open: list[int] = []
+
+    def add(self, obs, next_obs, action, reward, done, infos) -> None:  # noqa: D102 - SB3's signature
+        self._open.append(self.pos)
+        super().add(obs, next_obs, action, reward, done, infos)
+        if bool(np.asarray(done).reshape(-1)[0]):
+            final = float(np.asarray(reward).reshape(-1)[0])
+            for pos in self._open:
+                self.rewards[pos] = final
+                self.dones[pos] = 1.0
+            self._open = []
 
 
 class _TruncatedNormalExploration:
@@ -147,7 +170,8 @@ class CompressionAgent:
             learning_starts=cfg.warmup_episodes * self.episode_length,
             buffer_size=max(1000, cfg.buffer_episodes * self.episode_length),
             batch_size=cfg.batch_size, gamma=cfg.gamma, tau=cfg.tau,
-            train_freq=(1, "episode"), gradient_steps=-1, seed=cfg.seed, verbose=0, device="cpu",
+            train_freq=(1, "episode"), gradient_steps=cfg.updates_per_episode, seed=cfg.seed, verbose=0,
+            device="cpu", replay_buffer_class=EpisodeRewardBuffer,
         )
         arch: Any = list(cfg.hidden) if cfg.algo == "sac" else {"pi": list(cfg.hidden), "qf": list(cfg.hidden)}
         model = cls("MlpPolicy", self.env, learning_rate=cfg.lr, policy_kwargs={"net_arch": arch}, **kw)
@@ -212,4 +236,4 @@ class CompressionAgent:
         return cls(env, config, model)
 
 
-__all__ = ["ALGOS", "AgentConfig", "AmcDDPG", "AmcTD3", "CompressionAgent"]
+__all__ = ["ALGOS", "AgentConfig", "AmcDDPG", "AmcTD3", "CompressionAgent", "EpisodeRewardBuffer"]

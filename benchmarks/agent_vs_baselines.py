@@ -1,0 +1,148 @@
+"""AMC/HAQ agent vs uniform, sensitivity, random and TPE policies, on the same budgets and evaluations.
+
+For a trained ``ofa-mbv3`` and a trained ``vit`` network on digits, two settings: pruning to 50% of the
+MACs (``amc`` mode) and weights at 4 bits on average (``haq`` mode, float activations). Every method
+evaluates at most the same number of policies on the same validation subset, through the same
+budget clipping; the policy it picks (best validation accuracy) is then measured on the test split,
+before any fine-tuning, both as the search saw it (masked weights) and as `apply_policy` builds it.
+Three seeds per method; the table shows medians. Results are kept per run in a JSON file, so an
+interrupted benchmark continues where it stopped.
+
+    python benchmarks/agent_vs_baselines.py [--evaluations 40] [--seeds 3] [--jobs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+NETWORKS = {"ofa-mbv3": "smallest", "vit": "middle"}
+METHODS = ("agent", "uniform", "sensitivity", "random", "tpe")
+SETTINGS = {
+    "prune 50% MACs": {"mode": "amc", "budget": {"metric": "macs", "ratio": 0.5}},
+    "4-bit avg weights": {"mode": "haq", "budget": {"metric": "avg_w_bits", "value": 4.0}, "fixed_a_bits": 32},
+}
+OUT = ROOT / "runs" / "benchmarks" / "agent_vs_baselines"
+
+
+def _results_file(network: str) -> Path:
+    return OUT / f"{network}.json"
+
+
+def run_network(network: str, evaluations: int, seeds: int, val_samples: int) -> list[dict]:
+    """Every (setting, method, seed) run of one network; finished runs are read back, not repeated."""
+    import torch
+
+    torch.set_num_threads(1)
+    from hwsearch.io import atomic_write_json
+    from hwsearch.search.agent import AgentConfig, CompressionAgent
+    from hwsearch.search.compression_env import CompressionEnv, EnvConfig
+    from hwsearch.search.compression_target import TorchProblem
+    from hwsearch.search.policy_baselines import run_baseline
+    from hwsearch.search.trained_cache import trained_network
+
+    path = _results_file(network)
+    rows = json.loads(path.read_text()) if path.exists() else []
+    done = {(r["setting"], r["method"], r["seed"]) for r in rows}
+    net = trained_network(network, NETWORKS[network], seed=0)
+    problem = TorchProblem.from_trained(net, val_samples=val_samples, calib_samples=64)
+    for setting, spec in SETTINGS.items():
+        config = EnvConfig.from_dict(spec)
+        probe = CompressionEnv(problem, config)
+        pairs = sum(len(probe.options[k][i]) > 1 for i in probe.steps for k in probe.knobs)
+        n_eval = max(evaluations, pairs + 1)  # sensitivity needs one probe per layer and knob
+        reference = probe.reference_accuracy
+        for seed in range(seeds):
+            for method in METHODS:
+                if (setting, method, seed) in done:
+                    continue
+                env = CompressionEnv(problem, config, reference_accuracy=reference)
+                start = time.time()
+                if method == "agent":
+                    agent = CompressionAgent(env, AgentConfig(warmup_episodes=max(2, n_eval // 4), seed=seed))
+                    agent.train(n_eval)
+                else:
+                    run_baseline(method, env, n_eval, seed=seed)
+                best = env.best
+                state = best.as_state()
+                rows.append({
+                    "network": network, "choice": NETWORKS[network], "setting": setting, "method": method,
+                    "seed": seed, "evaluations": len(env.history), "budget_evaluations": n_eval,
+                    "val_acc": best.accuracy, "test_acc": problem.accuracy(state, "test"),
+                    "test_acc_applied": problem.accuracy(state, "test", exact=True),
+                    "cost": best.cost, "limit": env.limit, "reference_val_acc": reference,
+                    "reference_test_acc": net.test_acc, "search_s": time.time() - start,
+                })
+                atomic_write_json(path, rows)
+                print(f"{network} | {setting} | {method} seed {seed}: val {best.accuracy:.3f} "
+                      f"test {rows[-1]['test_acc']:.3f} ({rows[-1]['search_s']:.0f}s)", flush=True)
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown: median test accuracy (before fine-tuning) per network, setting and method."""
+    lines = ["| network | setting | evals | " + " | ".join(METHODS) + " | agent >= best baseline |",
+             "|---|---|---|" + "---|" * len(METHODS) + "---|"]
+    keys = sorted({(r["network"], r["setting"]) for r in rows}, key=lambda k: (k[0], list(SETTINGS).index(k[1])))
+    for network, setting in keys:
+        sub = [r for r in rows if r["network"] == network and r["setting"] == setting]
+        med = {}
+        for m in METHODS:
+            vals = [r["test_acc"] for r in sub if r["method"] == m]
+            med[m] = statistics.median(vals) if vals else float("nan")
+        best_base = max(med[m] for m in METHODS if m != "agent")
+        cells = " | ".join(f"{100 * med[m]:.1f}" for m in METHODS)
+        evals = max(r["budget_evaluations"] for r in sub)
+        ok = "yes" if med["agent"] >= best_base else f"no ({100 * (med['agent'] - best_base):+.1f})"
+        ref = sub[0]["reference_test_acc"]
+        lines.append(f"| {network} ({sub[0]['choice']}, {100 * ref:.1f}% uncompressed) | {setting} | {evals} | "
+                     f"{cells} | {ok} |")
+    applied = ["", "Same policies built by `apply_policy` (structural shrink, its own channel ranking), test %:", "",
+               "| network | setting | " + " | ".join(METHODS) + " |", "|---|---|" + "---|" * len(METHODS)]
+    for network, setting in keys:
+        sub = [r for r in rows if r["network"] == network and r["setting"] == setting]
+        cells = " | ".join(f"{100 * statistics.median([r['test_acc_applied'] for r in sub if r['method'] == m]):.1f}"
+                           if any(r["method"] == m for r in sub) else "-" for m in METHODS)
+        applied.append(f"| {network} | {setting} | {cells} |")
+    return "\n".join(lines + applied)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--evaluations", type=int, default=40, help="policies each method may evaluate")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--val-samples", type=int, default=128, help="validation images behind each reward")
+    parser.add_argument("--jobs", type=int, default=2, help="networks searched in parallel processes")
+    parser.add_argument("--networks", nargs="*", default=list(NETWORKS))
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        futures = [pool.submit(run_network, n, args.evaluations, args.seeds, args.val_samples) for n in args.networks]
+        rows = [r for f in futures for r in f.result()]
+    from benchmarks.report import write_section
+
+    body = (
+        "## AMC/HAQ agent vs baselines (test accuracy before fine-tuning, %)\n\n"
+        f"Median over {args.seeds} seeds of the test accuracy of each method's chosen policy (best of at "
+        f"most `evals` evaluated policies on {args.val_samples} validation images, BatchNorm re-estimated "
+        "on 64 training images, no weight trained). Pruning: 50% of the MACs, channels in multiples of 8, "
+        "sparsity <= 0.8 per layer. Bits: 4-bit average weight width, 2..8 bits per layer, float "
+        "activations. Every method's policies pass through the same budget clipping. "
+        "Agent: DDPG, a quarter of the evaluations as warm-up.\n\n" + table(rows)
+    )
+    write_section("agent_vs_baselines", body, "python benchmarks/agent_vs_baselines.py " + " ".join(sys.argv[1:]))
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    main()
