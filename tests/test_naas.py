@@ -189,3 +189,53 @@ def test_baselines_spend_their_budget_and_edp_lookup_respects_accuracy(problem):
     assert edp_at_accuracy(t, 0.85) == 1.0 and edp_at_accuracy(t, 0.5) == pytest.approx(0.01)
     assert edp_at_accuracy(t, 0.95) == float("inf")
     assert len(front_of(t)) == 2
+
+
+def test_final_front_holds_only_measured_nondominated_triples_and_best_is_most_accurate():
+    import pandas as pd
+
+    from hwsearch.search.naas_report import best_pair, final_front
+
+    df = pd.DataFrame([
+        {"trial_id": "a", "status": "ok", "measured": 0.0, "accuracy": 0.99, "latency_ms": 0.1, "energy_mj": 0.1,
+         "area_mm2": 1.0, "edp": 0.01},
+        {"trial_id": "b", "status": "ok", "measured": 1.0, "accuracy": 0.95, "latency_ms": 1.0, "energy_mj": 1.0,
+         "area_mm2": 1.0, "edp": 1.0},
+        {"trial_id": "c", "status": "ok", "measured": 1.0, "accuracy": 0.93, "latency_ms": 0.5, "energy_mj": 0.5,
+         "area_mm2": 1.0, "edp": 0.25},
+        {"trial_id": "d", "status": "ok", "measured": 1.0, "accuracy": 0.92, "latency_ms": 0.6, "energy_mj": 0.6,
+         "area_mm2": 1.0, "edp": 0.36},
+    ])
+    assert list(final_front(df)["trial_id"]) == ["b", "c"]
+    assert best_pair(df)["trial_id"] == "b"
+
+
+def test_tune_searcher_reads_fronts_from_trial_folders_and_resumes_from_its_json(problem, tmp_path):
+    import json as _json
+
+    from ray.tune.search import Searcher
+
+    from hwsearch.search.naas_tune import NaasSearcher
+
+    space = AcceleratorSpace()
+    s = OuterSettings(population=2, generations=1, parents=1, top_k=1)
+    searcher = NaasSearcher(NaasEvolution(space, s, 3, problem.reference), str(tmp_path), "accuracy", "max")
+    first = searcher.suggest("a")
+    second = searcher.suggest("b")
+    assert first["assets"].endswith("naas") and "accel" in second
+    assert searcher.suggest("c") is None  # the generation is still running
+    triple = Triple(problem.space.sample(np.random.default_rng(0)), {"pe_rows": 8}, 0.9, 1.0, 1.0, 1.0)
+    folder = tmp_path / "trials" / "a"
+    folder.mkdir(parents=True)
+    (folder / "front.json").write_text(_json.dumps({"triples": [triple.to_dict()]}))
+    searcher.on_trial_complete("a", {"hypervolume": 0.3, "evaluations": 8})
+    searcher.save(str(tmp_path / "searcher.json"))
+    again = NaasSearcher(NaasEvolution(space, s, 3, problem.reference), str(tmp_path), "accuracy", "max")
+    again.restore(str(tmp_path / "searcher.json"))
+    assert again.suggest("b") == second
+    again.on_trial_complete("b", None, error=True)
+    refine = again.suggest("c")
+    assert refine["refine"]["accuracy"] == 0.9
+    again.on_trial_complete("c", {"accuracy": 0.91, "latency_ms": 1.0, "energy_mj": 1.0})
+    again.reported = True  # the final report needs a run directory; its parts are tested above
+    assert again.suggest("d") == Searcher.FINISHED

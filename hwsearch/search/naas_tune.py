@@ -32,6 +32,8 @@ class NaasSearcher(Searcher):
         super().__init__(metric=metric, mode=mode)
         self.evolution = evolution
         self.run_dir = str(run_dir)
+        self.reported = False
+        self._polls = 0
 
     @property
     def assets(self) -> str:
@@ -44,8 +46,37 @@ class NaasSearcher(Searcher):
         if proposal == WAIT:
             return None
         if proposal == FINISHED:
+            if not self.reported:
+                if not self._all_recorded() and self._polls < 200:
+                    self._polls += 1
+                    return None  # the run table is written by a callback; report once it has every trial
+                self._final_report()
             return Searcher.FINISHED
         return {**proposal, "assets": self.assets}
+
+    def _all_recorded(self) -> bool:
+        from hwsearch.search.rundir import RunDir
+
+        try:
+            df = RunDir(Path(self.run_dir)).trials()
+        except RunError:
+            return False
+        return set(self.evolution.proposals) <= set(df["trial_id"].astype(str)) if not df.empty else False
+
+    def _final_report(self) -> None:
+        """Final front, plot and export of the best measured pair, once (see `naas_report`)."""
+        from hwsearch.errors import HwsearchError
+        from hwsearch.search.naas_report import write_report
+
+        evo = self.evolution
+        fitness = {t: r["fitness"] for t, r in evo.results.items() if "accel" in evo.proposals[t]}
+        try:
+            summary = write_report(self.run_dir, evo.front(), fitness)
+            _say(f"final front: {len(summary['final_front'])} measured triple(s); best pair "
+                 f"{summary['best']} exported to {Path(self.run_dir) / 'exports' / 'best'}")
+        except (HwsearchError, OSError) as e:
+            _say(f"could not write the final report: {e}")
+        self.reported = True
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         """Record the trial's fitness and front (read from its folder); a failed trial has no fitness."""
@@ -65,7 +96,8 @@ class NaasSearcher(Searcher):
 
     def save(self, checkpoint_path: str) -> None:
         """Write the evolution's state as JSON (no pickle)."""
-        atomic_write_text(checkpoint_path, json.dumps({"run_dir": self.run_dir, "evolution": self.evolution.state()}))
+        atomic_write_text(checkpoint_path, json.dumps({"run_dir": self.run_dir, "reported": self.reported,
+                                                       "evolution": self.evolution.state()}))
 
     def restore(self, checkpoint_path: str) -> None:
         """Read the state written by `save`."""
@@ -74,6 +106,7 @@ class NaasSearcher(Searcher):
         except (OSError, ValueError) as e:
             raise RunError(f"cannot read the NAAS searcher state {checkpoint_path}: {e}") from None
         self.evolution.load_state(state["evolution"])
+        self.reported = bool(state.get("reported", False))
 
 
 def _read_front(trial_dir: Path) -> list[dict[str, Any]]:

@@ -125,3 +125,5 @@ __all__ = ["SEARCHERS", "SearchContext", "SearcherPlugin", "build", "names", "pl
 # Built-in searchers register themselves on import.
 from hwsearch.search import optuna_search as _optuna_search  # noqa: E402,F401
 from hwsearch.search import random_search as _random_search  # noqa: E402,F401
+from hwsearch.search import naas_tune as _naas_tune  # noqa: E402,F401  (registers searcher and evaluator naas)
+from hwsearch.search import compression_search as _compression_search  # noqa: E402,F401  (searchers amc/haq, evaluator compression)
