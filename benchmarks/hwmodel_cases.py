@@ -54,10 +54,10 @@ ARRAYS = [(8, 8), (16, 16), (32, 32), (8, 32), (32, 8), (64, 64), (16, 64), (128
 DATAFLOWS = ("os", "ws", "is")
 
 # SCALE-Sim's run time grows with the simulated cycles times the array's rows + columns; cases above
-# this budget are left out, except that every layer keeps its MIN_PER_LAYER cheapest cases, so the
+# this budget are left out, except that every layer keeps its MIN_PER_LAYER cheapest case(s), so the
 # large BERT/ViT GEMMs and deep convolutions are still covered (on their best-suited arrays).
 MAX_WORK = 5e5
-MIN_PER_LAYER = 2
+MIN_PER_LAYER = 1
 
 
 def _folds(sr: int, sc: int, rows: int, cols: int) -> int:

@@ -6,6 +6,7 @@ from hwsearch and runs in its own venv:
     python3 -m venv .venv-scalesim
     .venv-scalesim/bin/pip install scalesim==3.0.0 'numpy<2' 'pandas<2.3'
     .venv-scalesim/bin/python benchmarks/hwmodel_scalesim_ref.py
+    # or in parallel: --shard 0 2 & --shard 1 2, then --merge
 
 It writes ``benchmarks/data/scalesim_reference.json``: per case SCALE-Sim's compute cycles (total
 minus stalls), stall cycles and the wall-clock seconds of the simulation. `hwmodel_scalesim.py`
@@ -97,13 +98,22 @@ def run_case(case: dict, work: Path) -> dict:
             "mapping_efficiency": float(vals[5]) / 100, "wall_s": wall}
 
 
-def main() -> None:
-    """Run every case (reusing finished ones from an earlier partial file) and save the reference."""
+def _load_done() -> dict[str, dict]:
+    """Finished cases from the reference file and from any shard files beside it."""
+    done: dict[str, dict] = {}
+    for path in [OUT, *sorted(OUT.parent.glob("scalesim_reference.shard*.json"))]:
+        if path.exists():
+            done.update({c["id"]: c for c in json.loads(path.read_text())["cases"]})
+    return done
+
+
+def main(shard: int = 0, shards: int = 1) -> None:
+    """Run every case (or every ``shards``-th from ``shard``, for parallel workers), reusing finished
+    ones, and save after every few cases so a stopped run loses nothing."""
     import scalesim
 
-    done = {}
-    if OUT.exists():
-        done = {c["id"]: c for c in json.loads(OUT.read_text())["cases"]}
+    done = _load_done()
+    path = OUT if shards == 1 else OUT.with_name(f"scalesim_reference.shard{shard}.json")
     out = []
     all_cases = cases()
     t0 = time.perf_counter()
@@ -111,31 +121,44 @@ def main() -> None:
         if case["id"] in done:
             out.append(done[case["id"]])
             continue
+        if i % shards != shard:
+            continue
         with tempfile.TemporaryDirectory() as d:
             case = {**case, "scalesim": run_case(case, Path(d))}
         out.append(case)
         print(f"{i + 1}/{len(all_cases)} {case['id']} {case['scalesim']['compute_cycles']} cycles "
               f"{case['scalesim']['wall_s']:.2f}s", flush=True)
-        if (i + 1) % 10 == 0:
-            _save(out, done, scalesim)
-    _save(out, done, scalesim)
+        _save(path, out, done, scalesim)
+    _save(path, out, done, scalesim)
     print(f"{len(out)} cases in {time.perf_counter() - t0:.0f}s")
 
 
-def _save(out: list[dict], done: dict[str, dict], scalesim_mod) -> None:
-    """Write the cases run so far, keeping earlier results not reached yet (a stopped run loses nothing)."""
+def merge() -> None:
+    """Fold the shard files into the reference file, in case order, and remove them."""
+    import scalesim
+
+    done = _load_done()
+    out = [done[c["id"]] for c in cases() if c["id"] in done]
+    _save(OUT, out, {}, scalesim)
+    for path in OUT.parent.glob("scalesim_reference.shard*.json"):
+        path.unlink()
+    print(f"{len(out)} of {len(cases())} cases in {OUT.name}")
+
+
+def _save(path: Path, out: list[dict], done: dict[str, dict], scalesim_mod) -> None:
+    """Write the cases run so far, keeping earlier results not reached yet."""
     ids = {c["id"] for c in out}
     out = out + [c for k, c in done.items() if k not in ids]
-    OUT.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     version = getattr(scalesim_mod, "__version__", None)
     if version is None:
         from importlib.metadata import version as v
 
         version = v("scalesim")
     doc = {"scalesim_version": version, "python": sys.version.split()[0], "cases": out}
-    tmp = OUT.with_suffix(".tmp")
+    tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(doc, indent=0))
-    os.replace(tmp, OUT)
+    os.replace(tmp, path)
 
 
 def time_only(ids: list[str]) -> None:
@@ -152,5 +175,9 @@ def time_only(ids: list[str]) -> None:
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "--time":
         time_only(sys.argv[2:])
+    elif len(sys.argv) == 4 and sys.argv[1] == "--shard":
+        main(int(sys.argv[2]), int(sys.argv[3]))
+    elif len(sys.argv) == 2 and sys.argv[1] == "--merge":
+        merge()
     else:
         main()
