@@ -54,6 +54,20 @@ def test_presets_match_their_published_shapes():
     assert Accelerator.preset("bitfusion").precisions == (2, 4, 8)
 
 
+def test_a_pickled_accelerator_hashes_like_a_fresh_one_in_another_process():
+    import pickle
+    import subprocess
+    import sys
+
+    a = Accelerator.preset("tpu-v1")
+    assert pickle.loads(pickle.dumps(a)) == a and hash(pickle.loads(pickle.dumps(a))) == hash(a)
+    code = ("import pickle, sys; from hwsearch.hwmodel import Accelerator; "
+            "b = pickle.loads(sys.stdin.buffer.read()); print(hash(b) == hash(Accelerator.preset('tpu-v1')))")
+    out = subprocess.run([sys.executable, "-c", code], input=pickle.dumps(a), capture_output=True, check=True,
+                         env={"PYTHONHASHSEED": "123", "PATH": ""}, cwd=ROOT)
+    assert out.stdout.strip() == b"True"
+
+
 def test_name_is_not_part_of_an_accelerators_identity():
     a = Accelerator.preset("eyeriss")
     assert a.with_(name="other") == a and hash(a.with_(name="other")) == hash(a)

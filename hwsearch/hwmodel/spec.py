@@ -103,11 +103,26 @@ class Accelerator:
 
         if self.tech not in TABLES:
             raise SpecError(f"{where}: tech {self.tech!r} is unknown; known energy tables: {', '.join(sorted(TABLES))}")
-        # Hashed once: every cost lookup keys on the accelerator.
+        self._set_hash()
+
+    # Hashed once, since every cost lookup keys on the accelerator. String hashes differ between
+    # processes, so the cached hash is left out of pickles (Ray ships accelerators to workers) and
+    # recomputed on arrival.
+    def _set_hash(self) -> None:
         object.__setattr__(self, "_hash", hash(tuple(getattr(self, f.name) for f in fields(self) if f.compare)))
 
     def __hash__(self) -> int:
         return self._hash
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_hash", None)
+        return state
+
+    def __setstate__(self, state: Mapping[str, Any]) -> None:
+        for k, v in state.items():
+            object.__setattr__(self, k, v)
+        self._set_hash()
 
     # ---- derived ----------------------------------------------------------------------------------
     @property
