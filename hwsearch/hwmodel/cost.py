@@ -188,7 +188,7 @@ def cost(layer: LayerSpec, accel: Accelerator, objective: str = "latency") -> La
 # nesting hashes the accelerator once per batch. Emptied past _CACHE_MAX layers so that a long search
 # cannot exhaust memory.
 _CACHE: dict[tuple[Accelerator, str], dict[LayerSpec, LayerCost]] = {}
-_CACHE_MAX = 1 << 19
+_CACHE_MAX = 1 << 17  # about 2 KB per entry
 _cached = 0
 
 

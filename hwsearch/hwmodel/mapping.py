@@ -251,7 +251,8 @@ class _Grid:
     wr: np.ndarray
 
 
-@lru_cache(maxsize=1 << 14)
+# A grid takes 1-150 KB, so a few thousand layers' grids stay well under a gigabyte.
+@lru_cache(maxsize=2048)
 def _grid(layer: LayerSpec, w_per: float) -> _Grid:
     """Candidate tilings of ``layer`` (``w_per``: stored bytes per dense weight) and their traffic."""
     p = problem(layer)
