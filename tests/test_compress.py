@@ -159,7 +159,7 @@ def test_policy_json_round_trip_keeps_every_layer_choice(tmp_path):
     policy = Policy(
         {"a": LayerPolicy(keep=0.5, w_bits=4, a_bits=6), "b": LayerPolicy(pattern="nm", nm=(2, 4), w_bits=8),
          "c": LayerPolicy(pattern="fine", density=0.3), "d": LayerPolicy()},
-        tokens=(1.0, 1.0, 0.7, 0.5), round_to=4, w_clip="mse", a_clip="minmax",
+        tokens=(1.0, 1.0, 0.7, 0.5), round_to=4, w_clip="mse", a_clip="minmax", attention_bits=6,
     )
     again = Policy.from_dict(json.loads(json.dumps(policy.to_dict())))
     assert again == policy
@@ -401,7 +401,8 @@ def test_onnx_export_of_a_quantized_pruned_model_matches_torch(tmp_path):
 
 def test_onnx_export_of_a_token_pruned_vit_matches_torch(tmp_path):
     x = _batch(VIT_SHAPE, n=4)
-    policy = Policy({"blocks.0.fc1": LayerPolicy(w_bits=4, a_bits=4)}, tokens=(1.0, 0.5, 0.5, 0.25))
+    policy = Policy({"blocks.0.fc1": LayerPolicy(w_bits=4, a_bits=4)}, tokens=(1.0, 0.5, 0.5, 0.25),
+                    attention_bits=6)
     model = apply_policy(_vit(), policy, VIT_SHAPE, calib=x)
     path = export_onnx(model, VIT_SHAPE, tmp_path / "v.onnx")
     assert onnx_max_error(model, path, x) <= 1e-3 * float(model(x).abs().max())
@@ -467,3 +468,31 @@ def test_int8_linear_kernels_take_token_sequences():
     with torch.no_grad():
         want = model(x)
         assert float((fast(x) - want).abs().max()) <= 0.03 * float(want.abs().max())
+
+
+def test_a_compressed_model_traces_to_torchscript_that_reloads_with_the_same_logits(tmp_path):
+    x = _batch(VIT_SHAPE, n=4)
+    policy = Policy({"blocks.1.attn.qkv": LayerPolicy(keep=0.5, w_bits=4, a_bits=8)}, tokens=(1.0, 0.5, 0.5, 0.25))
+    model = apply_policy(_vit(), policy, VIT_SHAPE, calib=x)
+    with torch.no_grad():
+        torch.jit.save(torch.jit.trace(model, x), str(tmp_path / "m.pt"))
+        assert torch.equal(torch.jit.load(str(tmp_path / "m.pt"))(x), model(x))
+
+
+def test_attention_bits_quantize_both_operands_of_every_attention_product():
+    x = _batch(VIT_SHAPE)
+    policy = Policy(attention_bits=4)
+    model = apply_policy(_vit(), policy, VIT_SHAPE, calib=x)
+    seen = []
+    qk = model.blocks[0].attn.qk
+    qk.register_forward_hook(lambda m, inputs, out: seen.append(inputs))
+    with torch.no_grad():
+        model(x)
+        a, b = seen[0]
+        assert len(torch.unique(qk._quant(a, qk.a_range))) <= 16 and len(torch.unique(qk._quant(b, qk.b_range))) <= 16
+    net = compressed_netspec(model, VIT_SHAPE)
+    assert {(layer.w_bits, layer.a_bits) for layer in net.layers if layer.op == "matmul"} == {(4, 4)}
+    assert {layer.a_bits for layer in net.layers if layer.op == "linear"} == {32}
+    again = rebuild(_vit(), Policy.from_dict(policy.to_dict()), VIT_SHAPE, model.state_dict())
+    with torch.no_grad():
+        assert torch.equal(again(x), model(x))

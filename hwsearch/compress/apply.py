@@ -18,13 +18,22 @@ import torch
 from torch import nn
 
 from hwsearch.compress.graph import PrunableLayer, analyse
-from hwsearch.compress.modules import COMPRESSED, QConv2d, QLinear, activation_quant_bypassed, calibrate
+from hwsearch.compress.modules import (
+    COMPRESSED,
+    QUANTIZED,
+    QConv2d,
+    QLinear,
+    QMatMul,
+    activation_quant_bypassed,
+    calibrate,
+)
 from hwsearch.compress.policy import FLOAT_BITS, Policy
 from hwsearch.compress.structural import kept_units, shrink
 from hwsearch.compress.tokens import install_token_pruning
 from hwsearch.errors import ConfigError
 from hwsearch.estimators.counters import trace_netspec
 from hwsearch.ir import NetSpec
+from hwsearch.spaces.ops import MatMul
 
 POLICY_ATTR = "compression_policy"
 
@@ -92,6 +101,10 @@ def apply_policy(model: nn.Module, policy: Policy, input_shape: tuple[int, int, 
             new = QLinear.from_linear(old, lp, policy.w_clip, policy.a_clip, layer.name, rows)
         _replace(out, layer.name, new)
 
+    if policy.attention_bits < FLOAT_BITS:
+        for name, m in list(out.named_modules()):
+            if isinstance(m, MatMul):
+                _replace(out, name, QMatMul(policy.attention_bits, policy.a_clip, name))
     if policy.tokens:
         with activation_quant_bypassed():
             install_token_pruning(out, policy.tokens, input_shape)
@@ -128,8 +141,8 @@ def compressed_netspec(model: nn.Module, input_shape: tuple[int, int, int], poli
         net = trace_netspec(model, tuple(input_shape), batch, name)
     layers = []
     for layer in net.layers:
-        module = model.get_submodule(layer.name) if layer.has_weights else None
-        layers.append(layer.with_(**module.describe()) if isinstance(module, COMPRESSED) else layer)
+        module = model.get_submodule(layer.name) if layer.op in ("conv", "dwconv", "linear", "matmul") else None
+        layers.append(layer.with_(**module.describe()) if isinstance(module, QUANTIZED) else layer)
     return NetSpec(tuple(layers), net.input_shape, name)
 
 

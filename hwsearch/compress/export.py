@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from hwsearch.compress.modules import COMPRESSED, QConv2d, QLinear
+from hwsearch.compress.modules import COMPRESSED, QUANTIZED, QConv2d, QLinear
 from hwsearch.compress.quant import act_params
 from hwsearch.errors import ConfigError
 
@@ -34,7 +34,7 @@ def export_onnx(model: nn.Module, input_shape: tuple[int, int, int], path: str |
     path.parent.mkdir(parents=True, exist_ok=True)
     model = copy.deepcopy(model).eval().cpu()
     for m in model.modules():
-        if isinstance(m, COMPRESSED) and not m.calibrated:
+        if isinstance(m, QUANTIZED) and not m.calibrated:
             raise ConfigError(f"layer {m.layer_name!r} has no activation range; calibrate before exporting")
     x = torch.randn(2, *input_shape, generator=torch.Generator().manual_seed(0))
     tmp = path.with_name(path.name + ".tmp")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from hwsearch.compress.modules import COMPRESSED
+from hwsearch.compress.modules import QUANTIZED
 from hwsearch.data import Dataset
 from hwsearch.errors import ConfigError
 from hwsearch.train import Recipe, TrainResult, train_and_evaluate
@@ -30,7 +30,7 @@ def fine_tune(model: nn.Module, data: Dataset, epochs: int = 3, recipe: Recipe |
               resolution: int | None = None) -> TrainResult:
     """Fine-tune compressed ``model`` in place on ``data`` and report val/test top-1 accuracy."""
     for m in model.modules():
-        if isinstance(m, COMPRESSED) and not m.calibrated:
+        if isinstance(m, QUANTIZED) and not m.calibrated:
             raise ConfigError(f"layer {m.layer_name!r} has no activation range; calibrate before fine-tuning")
     recipe = recipe or fine_tune_recipe(epochs)
     return train_and_evaluate(model, data, epochs=epochs, seed=seed, recipe=recipe, resolution=resolution)

@@ -1,4 +1,4 @@
-"""Conv and linear layers that carry a weight mask and fake quantization, and their calibration.
+"""Conv, linear and attention-product layers that carry weight masks and fake quantization; calibration.
 
 `QConv2d` and `QLinear` subclass `nn.Conv2d` / `nn.Linear`, so the NetSpec tracer, torch-pruning and
 optimizers see ordinary layers, and a compressed model keeps its module qualnames. Everything that
@@ -8,6 +8,7 @@ it and reloading reproduces the model exactly; which buffers exist depends only 
 Per layer: ``weight_mask`` (pattern fine/nm), ``w_scale`` (per output channel, w_bits < 32; refreshed
 from the weights in every training step, frozen in eval), ``a_range`` ([lo, hi] of the input, a_bits <
 32, set by `calibrate`) and ``o_range`` (output range, kept for the real int8 kernels of `to_int8`).
+`QMatMul` quantizes both operands of an attention product (``a_range``, ``b_range``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from hwsearch.compress.policy import FLOAT_BITS, LayerPolicy
 from hwsearch.compress.quant import act_params, act_range, fake_quant_act, fake_quant_weight, weight_scale
 from hwsearch.compress.sparsity import fine_mask, nm_mask
 from hwsearch.errors import ConfigError
+from hwsearch.spaces.ops import MatMul
 
 
 class _Compressed:
@@ -177,7 +179,45 @@ class QLinear(_Compressed, nn.Linear):
         return y
 
 
+class QMatMul(MatMul):
+    """A `MatMul` (attention QK^T or AV) whose two operands are fake-quantized per tensor to ``a_bits``."""
+
+    def __init__(self, a_bits: int, a_clip: str, name: str) -> None:
+        super().__init__()
+        self.a_bits, self.a_clip, self.layer_name = a_bits, a_clip, name
+        self._calibrate_with: str | None = None
+        nan = float("nan")
+        self.register_buffer("a_range", torch.tensor([nan, nan]))
+        self.register_buffer("b_range", torch.tensor([nan, nan]))
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether both operand ranges are known."""
+        return not bool(torch.isnan(self.a_range).any() or torch.isnan(self.b_range).any())
+
+    def _quant(self, x: torch.Tensor, rng: torch.Tensor) -> torch.Tensor:
+        if self._calibrate_with is not None:
+            rng.copy_(torch.tensor(act_range(x, self.a_bits, self._calibrate_with)))
+        elif _BYPASS[0] and not self.calibrated:
+            return x
+        elif not torch.jit.is_tracing() and not self.calibrated:
+            raise ConfigError(f"attention product {self.layer_name!r} quantizes its operands to {self.a_bits} bits "
+                              "but has no calibrated range; calibrate the model or load a state dict")
+        scale, zero = act_params(rng[0], rng[1], self.a_bits)
+        return fake_quant_act(x, scale, zero, self.a_bits)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        a, b = self._quant(a, self.a_range), self._quant(b, self.b_range)
+        self._calibrate_with = None
+        return a @ b
+
+    def describe(self) -> dict[str, object]:
+        """Both operands at ``a_bits``; the second takes the weights' place in a MAC array."""
+        return {"w_bits": self.a_bits, "a_bits": self.a_bits}
+
+
 COMPRESSED = (QConv2d, QLinear)
+QUANTIZED = (QConv2d, QLinear, QMatMul)
 
 # Tracing a model for its NetSpec runs it on zeros before calibration; shapes do not depend on ranges.
 _BYPASS = [False]
@@ -202,7 +242,7 @@ def calibrate(model: nn.Module, batch: torch.Tensor, clip: str | None = None) ->
     range fits what the already-quantized layers before it really feed it. ``clip`` overrides each
     layer's ``a_clip`` (``minmax`` or ``mse``).
     """
-    layers = [m for m in model.modules() if isinstance(m, COMPRESSED) and m.a_bits < FLOAT_BITS]
+    layers = [m for m in model.modules() if isinstance(m, QUANTIZED) and m.a_bits < FLOAT_BITS]
     was_training = model.training
     model.eval()
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
@@ -210,18 +250,21 @@ def calibrate(model: nn.Module, batch: torch.Tensor, clip: str | None = None) ->
         for layer in layers:
             layer.a_range.fill_(float("nan"))
             layer._calibrate_with = clip or layer.a_clip
-            layer._out_seen = [float("inf"), float("-inf")]
+            if isinstance(layer, COMPRESSED):
+                layer._out_seen = [float("inf"), float("-inf")]
         model(batch.to(device))
         for layer in layers:
             if layer._calibrate_with is not None:
                 raise ConfigError(f"layer {layer.layer_name!r} did not run on the calibration batch")
-            layer.o_range.copy_(torch.tensor(layer._out_seen))
+            if isinstance(layer, COMPRESSED):
+                layer.o_range.copy_(torch.tensor(layer._out_seen))
     finally:
         for layer in layers:
             layer._calibrate_with = None
-            layer._out_seen = None
+            if isinstance(layer, COMPRESSED):
+                layer._out_seen = None
         model.train(was_training)
     return model
 
 
-__all__ = ["COMPRESSED", "QConv2d", "QLinear", "activation_quant_bypassed", "calibrate"]
+__all__ = ["COMPRESSED", "QConv2d", "QLinear", "QMatMul", "QUANTIZED", "activation_quant_bypassed", "calibrate"]

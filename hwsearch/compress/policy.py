@@ -116,6 +116,7 @@ class Policy:
     round_to: int = 8
     w_clip: str = "minmax"
     a_clip: str = "mse"
+    attention_bits: int = FLOAT_BITS
 
     def __post_init__(self) -> None:
         layers = {}
@@ -133,12 +134,16 @@ class Policy:
         object.__setattr__(self, "tokens", tokens)
         if isinstance(self.round_to, bool) or not isinstance(self.round_to, int) or self.round_to < 1:
             raise ConfigError(f"round_to={self.round_to!r} must be a positive integer (1 = no rounding)")
+        b = self.attention_bits
+        if isinstance(b, bool) or not isinstance(b, int) or not (MIN_BITS <= b <= MAX_BITS or b == FLOAT_BITS):
+            raise ConfigError(f"attention_bits={b!r} must be an integer from {MIN_BITS} to {MAX_BITS}, or 32 (float)")
         for name in ("w_clip", "a_clip"):
             if getattr(self, name) not in CLIPS:
                 raise ConfigError(f"{name}={getattr(self, name)!r} is unknown; use one of {', '.join(CLIPS)}")
 
     def __hash__(self) -> int:
-        return hash((tuple(sorted(self.layers.items())), self.tokens, self.round_to, self.w_clip, self.a_clip))
+        return hash((tuple(sorted(self.layers.items())), self.tokens, self.round_to, self.w_clip, self.a_clip,
+                     self.attention_bits))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Policy):
@@ -152,12 +157,13 @@ class Policy:
     @property
     def quantized(self) -> bool:
         """Whether any layer has weights or activations below 32 bits."""
-        return any(lp.w_bits < FLOAT_BITS or lp.a_bits < FLOAT_BITS for lp in self.layers.values())
+        return self.attention_bits < FLOAT_BITS or any(
+            lp.w_bits < FLOAT_BITS or lp.a_bits < FLOAT_BITS for lp in self.layers.values())
 
     @property
     def needs_calibration(self) -> bool:
         """Whether activation ranges must come from a calibration batch (or a saved state dict)."""
-        return any(lp.a_bits < FLOAT_BITS for lp in self.layers.values())
+        return self.attention_bits < FLOAT_BITS or any(lp.a_bits < FLOAT_BITS for lp in self.layers.values())
 
     @classmethod
     def uniform(cls, names: list[str] | tuple[str, ...], layer: LayerPolicy, **kw: Any) -> Policy:
@@ -173,6 +179,7 @@ class Policy:
             "round_to": self.round_to,
             "w_clip": self.w_clip,
             "a_clip": self.a_clip,
+            "attention_bits": self.attention_bits,
         }
 
     @classmethod
@@ -181,7 +188,7 @@ class Policy:
         version = d.get("version", POLICY_VERSION)
         if version != POLICY_VERSION:
             raise ConfigError(f"policy version {version!r} is not supported; this hwsearch reads {POLICY_VERSION}")
-        extra = set(d) - {"version", "layers", "tokens", "round_to", "w_clip", "a_clip"}
+        extra = set(d) - {"version", "layers", "tokens", "round_to", "w_clip", "a_clip", "attention_bits"}
         if extra:
             raise ConfigError(f"unknown policy key(s) {sorted(extra)}")
         layers = d.get("layers", {})
@@ -193,6 +200,7 @@ class Policy:
             int(d.get("round_to", 8)),
             d.get("w_clip", "minmax"),
             d.get("a_clip", "mse"),
+            int(d.get("attention_bits", FLOAT_BITS)),
         )
 
     def to_json(self, path: str) -> None:

@@ -102,7 +102,7 @@ def act_range(samples: torch.Tensor, bits: int, clip: str = "mse") -> tuple[floa
     if clip != "mse" or hi - lo <= 0:
         return lo, hi
     x = x[:: -(-x.numel() // MSE_SAMPLES)]
-    ratios = torch.tensor(_clip_ratios())
+    ratios = torch.tensor(_clip_ratios(), device=x.device)
     los, his = lo * ratios, hi * ratios
     scale, zero = act_params(los, his, bits)
     qmin, qmax = act_qrange(bits)
@@ -116,7 +116,7 @@ def act_range(samples: torch.Tensor, bits: int, clip: str = "mse") -> tuple[floa
 def act_error(samples: torch.Tensor, lo: float, hi: float, bits: int) -> float:
     """Mean squared quantization error of ``samples`` on the grid covering [lo, hi]."""
     x = samples.detach().reshape(-1).float()
-    s, z = act_params(torch.tensor(lo), torch.tensor(hi), bits)
+    s, z = act_params(torch.tensor(lo, device=x.device), torch.tensor(hi, device=x.device), bits)
     return float(((fake_quant_act(x, s, z, bits) - x) ** 2).mean())
 
 
