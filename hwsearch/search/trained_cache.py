@@ -44,21 +44,23 @@ class TrainedNetwork:
     seed: int
 
 
-def _space_kwargs(data: Dataset) -> dict[str, Any]:
-    return {"in_channels": data.channels, "num_classes": data.num_classes}
-
-
 def trained_network(space: str, choice: Mapping[str, Any] | str = "largest", data: str = "digits",
-                    seed: int = 0, recipe: Recipe | None = None, root: Path | None = None) -> TrainedNetwork:
-    """The network ``choice`` (or a reference name) of ``space``, trained on ``data`` under ``seed``."""
-    dataset = load_data(data, seed=seed)
-    sp = spaces.get(space, **_space_kwargs(dataset))
+                    seed: int = 0, recipe: Recipe | None = None, root: Path | None = None,
+                    space_options: Mapping[str, Any] | None = None, data_seed: int | None = None) -> TrainedNetwork:
+    """The network ``choice`` (or a reference name) of ``space``, trained on ``data`` under ``seed``
+    (the data split under ``data_seed``, default ``seed``)."""
+    data_seed = seed if data_seed is None else data_seed
+    dataset = load_data(data, seed=data_seed)
+    options = dict(space_options or {})
+    sp = spaces.get(space, **{"in_channels": dataset.channels, "num_classes": dataset.num_classes, **options})
     choice = sp.reference(choice) if isinstance(choice, str) else sp.validate(choice)
     recipe = recipe or Recipe()
     input_shape = sp.input_shape(choice)
     dataset = dataset.at_resolution(input_shape[1])
     ident = {"space": space, "choice": choice, "data": data, "seed": seed, "recipe": recipe.model_dump(),
              "input_shape": list(input_shape)}
+    if options or data_seed != seed:
+        ident.update(space_options=options, data_seed=data_seed)
     key = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:20]
     folder = (root or cache_dir()) / "trained"
     weights, meta = folder / f"{key}.pt", folder / f"{key}.json"

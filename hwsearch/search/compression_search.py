@@ -1,0 +1,257 @@
+"""The AMC/HAQ agent as a searcher of the engine: one Ray Tune trial per budget, one agent per trial.
+
+Searchers ``amc`` (pruning), ``haq`` (bit-widths) and the ``compression`` evaluator. The searcher
+proposes one trial per entry of ``settings.budgets`` (so a run over several budgets gives a front
+across them); the trial trains the base network once (cached), lets one agent play ``episodes``
+policies under that budget, applies the best one with `hwsearch.compress.apply_policy`, optionally
+fine-tunes it, and reports accuracies before (and after) fine-tuning. Every ``checkpoint_every``
+episodes the agent, its replay buffer and the evaluated policies go into a Tune checkpoint, so
+``hwsearch run --resume`` continues an interrupted agent instead of starting it over.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from ray.tune.search import Searcher
+
+from hwsearch.errors import ConfigError
+from hwsearch.io import atomic_write_text
+from hwsearch.search import evaluators
+from hwsearch.search.evaluators import Evaluation, Evaluator, SavedTrial, TrialContext
+from hwsearch.search.searchers import SearchContext, register
+
+
+class CompressionSettings(BaseModel):
+    """Settings of the ``amc`` / ``haq`` searchers (``searcher.settings`` in the config)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    network: str | dict[str, Any] = Field("largest", description="reference name or choice of the space")
+    mode: Literal["amc", "haq", "joint"] = "amc"
+    metric: str = Field("macs", description="budget metric: macs, params, model_size, avg_w_bits, bitops, "
+                                            "latency, energy")
+    budgets: list[float] = Field(default_factory=lambda: [0.5], min_length=1,
+                                 description="one trial per budget: ratios of the uncompressed network, "
+                                             "or absolute values with absolute: true")
+    absolute: bool = False
+    accelerator: str | None = Field(None, description="accelerator preset pricing latency/energy budgets")
+    episodes: int = Field(40, ge=1, description="policies the agent evaluates (warm-up included)")
+    warmup_episodes: int = Field(10, ge=0)
+    algo: Literal["ddpg", "td3", "sac"] = "ddpg"
+    sigma: float = Field(0.5, ge=0)
+    sigma_decay: float = Field(0.95, gt=0, le=1)
+    updates_per_episode: int = Field(32, ge=1)
+    max_sparsity: float = Field(0.8, ge=0, lt=1)
+    round_to: int = Field(8, ge=1)
+    min_bits: int = Field(2, ge=1, le=8)
+    max_bits: int = Field(8, ge=1, le=8)
+    fixed_a_bits: int | None = Field(None, description="keep activations at this width (32: float)")
+    val_samples: int | None = Field(256, ge=1, description="validation images behind each reward")
+    calib_samples: int = Field(128, ge=1, description="training images re-estimating BatchNorm")
+    finetune_epochs: int = Field(0, ge=0, description="fine-tune the chosen policy before the final test")
+    checkpoint_every: int = Field(5, ge=1, description="episodes between agent checkpoints")
+
+    @model_validator(mode="after")
+    def _warmup_fits(self) -> "CompressionSettings":
+        if self.warmup_episodes > self.episodes:
+            raise ValueError(f"warmup_episodes={self.warmup_episodes} exceeds episodes={self.episodes}")
+        return self
+
+    def budget(self, value: float) -> dict[str, Any]:
+        """The `Budget` dict of one entry of ``budgets``."""
+        return {"metric": self.metric, "ratio": None if self.absolute else value,
+                "value": value if self.absolute else None}
+
+
+class HaqSettings(CompressionSettings):
+    """HAQ's defaults: weight bits under a 4-bit average, float activations."""
+
+    mode: Literal["amc", "haq", "joint"] = "haq"
+    metric: str = "avg_w_bits"
+    budgets: list[float] = Field(default_factory=lambda: [4.0], min_length=1)
+    absolute: bool = True
+    fixed_a_bits: int | None = 32
+
+
+class CompressionSearcher(Searcher):
+    """Proposes one trial per budget, in order; its state (which trial got which budget) is JSON."""
+
+    def __init__(self, settings: CompressionSettings) -> None:
+        super().__init__(metric=None, mode=None)
+        self.settings = settings
+        self.proposed: dict[str, int] = {}
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        """The next budget's trial, or FINISHED once every budget has one."""
+        if trial_id not in self.proposed:
+            if len(self.proposed) >= len(self.settings.budgets):
+                return Searcher.FINISHED
+            self.proposed[trial_id] = len(self.proposed)
+        i = self.proposed[trial_id]
+        return {"compression": {"budget_index": i, "budget": self.settings.budget(self.settings.budgets[i]),
+                                "settings": self.settings.model_dump()}}
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        """Budgets are fixed in advance: nothing to learn from a result."""
+
+    def save(self, checkpoint_path: str) -> None:
+        """Write the state as JSON."""
+        atomic_write_text(checkpoint_path, json.dumps({"kind": "compression", "proposed": self.proposed,
+                                                       "settings": self.settings.model_dump()}))
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Read the state written by `save`."""
+        with open(checkpoint_path) as f:
+            state = json.load(f)
+        self.proposed = {str(k): int(v) for k, v in state["proposed"].items()}
+        self.settings = type(self.settings).model_validate(state["settings"])
+
+
+@register("amc", CompressionSettings)
+def amc_searcher(ctx: SearchContext) -> CompressionSearcher:
+    """AMC: channel pruning per layer under a MACs (or other) budget, one agent per budget."""
+    return CompressionSearcher(ctx.settings)
+
+
+@register("haq", HaqSettings)
+def haq_searcher(ctx: SearchContext) -> CompressionSearcher:
+    """HAQ: bit-width per layer under an average-bits, size or hardware budget, one agent per budget."""
+    return CompressionSearcher(ctx.settings)
+
+
+def _tune_session() -> Any:
+    """Ray Tune's context when running inside a trial, else None (direct calls, tests)."""
+    try:
+        from ray import tune
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Ray warns when asked outside a trial, which is the question
+            ctx = tune.get_context()
+            return ctx if ctx.get_trial_id() else None
+    except Exception:  # noqa: BLE001 - outside a Ray session the context raises or is empty
+        return None
+
+
+def _predictor(settings: CompressionSettings) -> Any:
+    if settings.metric not in ("latency", "energy"):
+        return None
+    if not settings.accelerator:
+        raise ConfigError(f"searcher.settings.accelerator must name a preset for a {settings.metric} budget")
+    from hwsearch.estimators.latency_table import LatencyTable, model_entry, model_fingerprint
+    from hwsearch.hwmodel import Accelerator
+    from hwsearch.search.compression_budget import FilledTable
+
+    accel = Accelerator.preset(settings.accelerator)
+    return FilledTable(LatencyTable("model", model_fingerprint(accel)), lambda layer: model_entry(layer, accel))
+
+
+@evaluators.register("compression")
+class CompressionEvaluator(Evaluator):
+    """Run one AMC/HAQ agent on a trained network for the budget the searcher proposed."""
+
+    def evaluate(self, params: Mapping[str, Any], ctx: TrialContext) -> Evaluation:
+        import torch
+
+        from hwsearch.compress import compressed_netspec, fine_tune, fine_tune_recipe
+        from hwsearch.search.agent import AgentConfig, CompressionAgent
+        from hwsearch.search.compression_budget import Budget
+        from hwsearch.search.compression_env import CompressionEnv, EnvConfig
+        from hwsearch.search.compression_target import TorchProblem
+        from hwsearch.search.trained_cache import trained_network
+        from hwsearch.train import evaluate
+
+        spec = params.get("compression")
+        if not isinstance(spec, Mapping):
+            raise ConfigError("the compression evaluator needs the amc or haq searcher (trial parameters "
+                              f"have no 'compression' entry: {sorted(params)})")
+        s = CompressionSettings.model_validate(spec["settings"])
+        cfg = ctx.config
+        torch.set_num_threads(ctx.threads)
+        recipe = cfg.evaluation.recipe.model_copy(update={"epochs": cfg.evaluation.epochs})
+        net = trained_network(cfg.space.name, s.network, data=cfg.data.source, seed=cfg.evaluation.seed,
+                              recipe=recipe, space_options=cfg.space.options, data_seed=cfg.data.seed)
+        problem = TorchProblem.from_trained(net, val_samples=s.val_samples, calib_samples=s.calib_samples,
+                                            round_to=s.round_to)
+        env_config = EnvConfig(mode=s.mode, budget=Budget.from_dict(spec["budget"]), max_sparsity=s.max_sparsity,
+                               round_to=s.round_to, min_bits=s.min_bits, max_bits=s.max_bits,
+                               fixed_a_bits=s.fixed_a_bits)
+        env = CompressionEnv(problem, env_config, predictor=_predictor(s))
+        agent_config = AgentConfig(algo=s.algo, warmup_episodes=s.warmup_episodes, sigma=s.sigma,
+                                   sigma_decay=s.sigma_decay, updates_per_episode=s.updates_per_episode,
+                                   seed=cfg.searcher.seed + int(spec["budget_index"]))
+        agent = self._resume(env) or CompressionAgent(env, agent_config)
+        while agent.episodes_done < s.episodes:
+            agent.train(min(s.checkpoint_every, s.episodes - agent.episodes_done))
+            self._checkpoint(agent)
+
+        best = env.best
+        if best is None:
+            raise ConfigError(f"no evaluated policy met {env_config.budget.label()}")
+        state = best.as_state()
+        model = problem.apply(state)
+        x_val, y_val = net.data.x_val, net.data.y_val
+        metrics = {
+            "search_val_acc": best.accuracy, "val_acc_before_finetune": evaluate(model, x_val, y_val),
+            "test_acc_before_finetune": evaluate(model, net.data.x_test, net.data.y_test),
+            "base_val_acc": net.val_acc, "base_test_acc": net.test_acc, "budget_limit": env.limit,
+            "budget_cost": best.cost, "budget_ratio": best.cost / env.reference_cost,
+            "episodes": float(len(env.history)), "best_episode": float(best.index),
+        }
+        if s.finetune_epochs > 0:
+            fine_tune(model, net.data, epochs=s.finetune_epochs, recipe=fine_tune_recipe(s.finetune_epochs),
+                      seed=cfg.evaluation.seed, resolution=net.input_shape[1])
+        model = model.eval()
+        metrics["val_acc"] = evaluate(model, x_val, y_val)
+        metrics["test_acc"] = evaluate(model, net.data.x_test, net.data.y_test)
+        netspec = compressed_netspec(model, net.input_shape)
+        policy = problem.policy(state)
+        documents = {"policy": policy.to_dict(), "base_choice": {"network": net.choice},
+                     "agent": {"budget": env_config.budget.to_dict(), "episodes": [e.to_dict() for e in env.history]}}
+        return Evaluation(choice=dict(net.choice), netspec=netspec, metrics=metrics, model=model,
+                          documents=documents)
+
+    def rebuild(self, saved: SavedTrial, space: Any) -> Any:
+        """The compressed model: the base network rebuilt, the policy applied, the saved weights loaded."""
+        from hwsearch.compress import Policy, rebuild
+
+        choice = saved.choice
+        model = rebuild(space.build(choice), Policy.from_dict(saved.read_json("policy")), space.input_shape(choice),
+                        saved.state_dict())
+        return model.eval()
+
+    @staticmethod
+    def _resume(env: Any) -> Any:
+        from hwsearch.search.agent import CompressionAgent
+
+        session = _tune_session()
+        if session is None:
+            return None
+        from ray import tune
+
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is None:
+            return None
+        with checkpoint.as_directory() as folder:
+            return CompressionAgent.load(Path(folder), env)
+
+    @staticmethod
+    def _checkpoint(agent: Any) -> None:
+        if _tune_session() is None:
+            return
+        from ray import tune
+
+        best = agent.best
+        with tempfile.TemporaryDirectory() as folder:
+            agent.save(folder)
+            tune.report({"episodes": float(agent.episodes_done),
+                         "search_val_acc": float(best.accuracy) if best else 0.0},
+                        checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+__all__ = ["CompressionEvaluator", "CompressionSearcher", "CompressionSettings", "HaqSettings"]
