@@ -115,7 +115,8 @@ def physics(rng: np.random.Generator, pairs: int) -> list[str]:
             violations += c.total_energy_pj < e_bound * (1 - 1e-9)
         worst_time = min(worst_time, c.total_cycles / bound)
         violations += c.total_cycles < bound * (1 - 1e-9)
-    return [f"{checked:,} random (layer, accelerator) pairs checked ({refused} refused: buffer smaller than one "
+    return [f"Roofline laws (also a hypothesis test: `.venv/bin/python -m pytest tests/test_hwmodel_physics.py`): "
+            f"{checked:,} random (layer, accelerator) pairs checked ({refused} refused: buffer smaller than one "
             f"tile): **{violations} violations**. Closest approach: latency / roofline bound = {worst_time:.4f}, "
             f"energy / (MACs x MAC energy) = {worst_energy:.3f}."]
 
@@ -123,7 +124,9 @@ def physics(rng: np.random.Generator, pairs: int) -> list[str]:
 def main() -> None:
     rng = np.random.default_rng(0)
     body = "\n".join(["## Accelerator model: speed and roofline laws", "",
-                      "Costing whole networks (median of 40 networks per space, each on a freshly drawn accelerator):",
+                      "Costing whole networks (median of 40 networks per space, each on a freshly drawn "
+                      "accelerator, so every layer is mapped from scratch). Wall time depends on how busy the "
+                      "shared 2-core machine is; the CPU time of the costing process is given beside it:",
                       "", *speed(rng), "", *physics(rng, 20000)])
     print(body)
     write_section("hwmodel-speed", body, ".venv/bin/python benchmarks/hwmodel_speed.py")
