@@ -19,6 +19,7 @@ from optuna.storages.journal import JournalFileBackend
 from pydantic import BaseModel, ConfigDict, Field
 from ray.tune.search.optuna import OptunaSearch
 
+from hwsearch.errors import RunError
 from hwsearch.io import atomic_write_text
 from hwsearch.search.searchers import SearchContext, register
 
@@ -57,7 +58,7 @@ class JournalOptunaSearch(OptunaSearch):
     """Tune's OptunaSearch whose study is a journal file and whose saved state is JSON."""
 
     def __init__(self, *, journal: Path, study_name: str, settings: OptunaSettings, seed: int, **kwargs: Any):
-        self._journal_name = Path(journal).name
+        self._journal_path = str(Path(journal).resolve())
         self._settings_dict = settings.model_dump()
         self._base_seed = int(seed)
         n_obj = len(kwargs["metric"]) if isinstance(kwargs.get("metric"), list) else 1
@@ -65,20 +66,33 @@ class JournalOptunaSearch(OptunaSearch):
         super().__init__(storage=storage, study_name=study_name,
                          sampler=make_sampler(settings, n_obj, seed), **kwargs)
 
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        """Tell the study; a trial Tune restarted after a crash but the study never saw is skipped."""
+        if trial_id not in self._ot_trials:
+            return
+        super().on_trial_complete(trial_id, result, error)
+
     def save(self, checkpoint_path: str) -> None:
         """Write which Tune trial is which Optuna trial; the study itself is already on disk."""
         atomic_write_text(checkpoint_path, json.dumps({
-            "kind": "optuna", "journal": self._journal_name, "study_name": self._study_name,
+            "kind": "optuna", "journal": self._journal_path, "study_name": self._study_name,
             "trials": {tid: t._trial_id for tid, t in self._ot_trials.items()},
             "completed": sorted(self._completed_trials), "settings": self._settings_dict,
             "seed": self._base_seed,
         }))
 
     def restore(self, checkpoint_path: str) -> None:
-        """Reopen the study from the journal beside ``checkpoint_path`` and reattach running trials."""
+        """Reopen the study from its journal and reattach the trials that were running."""
         with open(checkpoint_path) as f:
             state = json.load(f)
-        journal = Path(checkpoint_path).parent / state["journal"]
+        # Tune hands over a staged copy of the state file; the journal stays in the run directory
+        # (or beside the state file when the run directory was moved).
+        places = [Path(state["journal"]), Path(checkpoint_path).parent / Path(state["journal"]).name]
+        if getattr(self, "_journal_path", None):
+            places.insert(0, Path(self._journal_path))
+        journal = next((p for p in places if p.is_file()), None)
+        if journal is None:
+            raise RunError(f"the Optuna journal of this run is missing (looked at {', '.join(map(str, places))})")
         n_obj = len(self._metric) if isinstance(self._metric, list) else 1
         storage = JournalStorage(JournalFileBackend(str(journal)))
         probe = optuna.load_study(study_name=state["study_name"], storage=storage)
@@ -87,7 +101,7 @@ class JournalOptunaSearch(OptunaSearch):
         study = optuna.load_study(study_name=state["study_name"], storage=storage, sampler=sampler)
         self._ot_study = study
         self._sampler = sampler
-        self._journal_name = state["journal"]
+        self._journal_path = str(journal)
         self._ot_trials = {tid: optuna.Trial(study, int(ot_id)) for tid, ot_id in state["trials"].items()}
         self._completed_trials = set(state["completed"])
 

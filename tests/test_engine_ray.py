@@ -1,0 +1,136 @@
+"""The engine end to end on a local Ray: parallel trials, records, failures, inspect, and resume after kill -9.
+
+One Ray instance serves the whole module (start-up costs seconds); every search is tiny (an 8x8
+ofa-mbv3 with at most one epoch).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hwsearch.search.config import parse_config
+from hwsearch.search.rundir import RunDir
+
+ROOT = Path(__file__).resolve().parent.parent
+METRICS = ["val_acc", "test_acc", "macs", "params", "peak_activation_bytes", "choice"]
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    import ray
+
+    from hwsearch.search import driver  # noqa: F401  (sets Ray's environment before init)
+
+    ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False,
+             _node_ip_address="127.0.0.1", logging_level="error")
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def parallel_run(ray_local, tmp_path_factory, tiny_experiment):
+    from hwsearch.search.driver import run_experiment
+
+    root = tmp_path_factory.mktemp("runs")
+    cfg = parse_config(tiny_experiment(root, name="parallel", evaluation={"epochs": 1, "seed": 0}))
+    return run_experiment(cfg, quiet=True)
+
+
+def test_a_run_records_every_trial_pareto_and_plots(parallel_run):
+    df = parallel_run.trials()
+    assert len(df) == 4 and df["trial_id"].is_unique and set(df["status"]) == {"ok"}
+    for col in METRICS + ["started_at", "finished_at", "artifacts"]:
+        assert df[col].notna().all(), col
+    pareto = json.loads(parallel_run.pareto_path.read_text())
+    assert pareto["trials"] and {t["trial_id"] for t in pareto["trials"]} <= set(df["trial_id"])
+    assert (parallel_run.plots_dir / "pareto_val_acc_vs_macs.png").is_file()
+    assert parallel_run.state == "finished"
+    assert yaml.safe_load((parallel_run.path / "config.yaml").read_text())["budget"]["trials"] == 4
+
+
+def test_two_workers_run_two_trials_at_the_same_time(parallel_run):
+    df = parallel_run.trials().sort_values("started_at")
+    spans = list(zip(df["started_at"], df["finished_at"], strict=True))
+    overlaps = [(a, b) for i, a in enumerate(spans) for b in spans[i + 1:] if b[0] < a[1] and a[0] < b[1]]
+    assert overlaps
+
+
+def test_inspect_lists_trials_best_first_and_export_picks_the_best(parallel_run):
+    from typer.testing import CliRunner
+
+    from hwsearch.cli import app
+
+    out = CliRunner().invoke(app, ["inspect", str(parallel_run.path), "--format", "json"])
+    assert out.exit_code == 0, out.output
+    s = json.loads(out.output)
+    accs = [t["val_acc"] for t in s["trials"]]
+    assert accs == sorted(accs, reverse=True) and s["best"]["trial_id"] == s["trials"][0]["trial_id"]
+    assert s["state"] == "finished" and s["finished"] == 4
+    csv = CliRunner().invoke(app, ["inspect", str(parallel_run.path), "--format", "csv"])
+    assert csv.output.splitlines()[0].startswith("trial_id,status,pareto")
+
+
+def test_a_diverging_trial_is_recorded_failed_and_the_search_goes_on(ray_local, tmp_path, tiny_experiment):
+    from hwsearch.search.driver import run_experiment
+
+    cfg = parse_config(tiny_experiment(tmp_path, name="diverge", budget={"trials": 2},
+                                       evaluation={"epochs": 1, "seed": 0,
+                                                   "recipe": {"lr": 1e9, "grad_clip": 0, "batch_size": 128}}))
+    run = run_experiment(cfg, quiet=True)
+    df = run.trials()
+    assert len(df) == 2 and set(df["status"]) == {"failed"}
+    assert all("TrainingDiverged" in e and "nan" in e for e in df["error"])
+    assert json.loads(run.pareto_path.read_text())["trials"] == []
+
+
+def test_resume_after_kill_9_loses_no_trial_and_repeats_none(ray_local, tmp_path, tiny_experiment):
+    from hwsearch.search.driver import resume_experiment
+    from hwsearch.search.optuna_search import open_study
+
+    budget = 5
+    raw = tiny_experiment(tmp_path, name="killed", budget={"trials": budget}, ray={"workers": 1, "cpus_per_trial": 1},
+                          searcher={"name": "optuna", "seed": 0, "settings": {"population_size": 2}})
+    (tmp_path / "killed.yaml").write_text(yaml.safe_dump(raw))
+    run_path = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "hwsearch.cli", "run", str(tmp_path / "killed.yaml"), "--quiet"],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        before = _wait_for_trials(run_path, proc, at_least=2, timeout_s=400)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver, its Ray instance and its trials, as in a power cut
+        proc.wait()
+    before = RunDir(run_path).trials()
+    assert 2 <= len(before) < budget
+
+    run = resume_experiment(run_path, quiet=True)
+    after = run.trials()
+    assert len(after) == budget and after["trial_id"].is_unique
+    kept = after.set_index("trial_id").loc[before["trial_id"], METRICS]
+    assert kept.equals(before.set_index("trial_id")[METRICS])
+    study = open_study(run_path / "optuna.journal", "killed")
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(complete) == budget  # the study kept the pre-kill trials and learnt the new ones
+    assert run.state == "finished"
+
+
+def _wait_for_trials(run_path: Path, proc: subprocess.Popen, at_least: int, timeout_s: float) -> int:
+    deadline = time.monotonic() + timeout_s
+    run = RunDir(run_path)
+    while time.monotonic() < deadline:
+        if run.trials_path.is_file() and len(run.trials()) >= at_least:
+            return len(run.trials())
+        try:
+            proc.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            continue
+        raise AssertionError(f"the run exited early with code {proc.returncode}")
+    raise AssertionError(f"fewer than {at_least} trials finished within {timeout_s}s")
