@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,7 +31,7 @@ from benchmarks.report import write_section  # noqa: E402
 from hwsearch.search.naas import NaasSettings, run_naas  # noqa: E402
 from hwsearch.search.naas_assets import build_assets, open_assets  # noqa: E402
 from hwsearch.search.naas_baselines import edp_at_accuracy, run_baseline  # noqa: E402
-from hwsearch.search.naas_inner import Triple, front_of  # noqa: E402
+from hwsearch.search.naas_inner import Reference, Triple, front_of  # noqa: E402
 
 
 def problem_from_config(config: Path, folder: Path):
@@ -61,10 +62,15 @@ def main() -> None:
     ap.add_argument("--inner-population", type=int, default=16)
     ap.add_argument("--inner-generations", type=int, default=3)
     ap.add_argument("--assets", default=str(ROOT / "runs" / "bench-naas-assets"))
+    ap.add_argument("--acc-floor", type=float, default=None, help="accuracy at the reference point (default: config)")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
+    torch.set_num_threads(1)
 
     problem, base = problem_from_config(Path(args.config), Path(args.assets))
+    if args.acc_floor is not None:
+        r = problem.reference
+        problem.reference = Reference(args.acc_floor, r.latency_ms, r.energy_mj)
     settings = base.model_copy(update={"population": args.population, "generations": args.generations,
                                        "inner_population": args.inner_population,
                                        "inner_generations": args.inner_generations, "inner_front": 10**6,

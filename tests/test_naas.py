@@ -239,3 +239,23 @@ def test_tune_searcher_reads_fronts_from_trial_folders_and_resumes_from_its_json
     again.on_trial_complete("c", {"accuracy": 0.91, "latency_ms": 1.0, "energy_mj": 1.0})
     again.reported = True  # the final report needs a run directory; its parts are tested above
     assert again.suggest("d") == Searcher.FINISHED
+
+
+def test_bits_penalty_adds_each_groups_measured_drop_to_the_offset():
+    p = BitsPenalty(("a", "b"), (4, 8), 0.01, ((0.05, 0.0), (0.02, 0.0)), 0.9)
+    assert p.penalty(np.array([[1, 1], [0, 1], [0, 0]])) == pytest.approx([0.01, 0.06, 0.08])
+    assert BitsPenalty.from_dict(p.to_dict()) == p
+
+
+def test_one_hot_ridge_recovers_an_additive_accuracy_model(problem):
+    net = problem.space.net
+    rng = np.random.default_rng(0)
+    w = rng.normal(0, 0.01, size=len(net.one_hot(net.reference("smallest"))))
+    choices = [net.sample(rng) for _ in range(300)]
+    acc = np.array([0.7 + net.one_hot(c) @ w for c in choices])
+    model = OneHotRidge.fit(net, choices, acc, alpha=1e-6)
+    test = [net.sample(rng) for _ in range(20)]
+    truth = np.array([0.7 + net.one_hot(c) @ w for c in test])
+    assert np.abs(model(test) - truth).max() < 1e-3
+    again = OneHotRidge.from_dict(net, model.to_dict())
+    assert np.allclose(again(test), model(test))
