@@ -78,3 +78,4 @@ __all__ = ["PROVIDERS", "MetricProvider", "get", "measure", "names", "register"]
 
 # Providers living in their own modules register themselves on import.
 from hwsearch.search import accelerator_metrics  # noqa: E402,F401
+from hwsearch.search import device_latency  # noqa: E402,F401
