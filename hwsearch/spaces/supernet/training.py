@@ -1,0 +1,257 @@
+"""Progressive shrinking: train the supernet once so that every sub-network works without retraining.
+
+Once-for-All's schedule (Cai et al., ICLR 2020): train the largest network first; then unlock the
+elastic kernel, then depth, then width, each phase sampling sub-networks among those unlocked so far
+and distilling from the largest network trained in the first phase. Resolution is elastic in every
+phase. Each step follows the sandwich rule (the largest and the smallest unlocked sub-network plus
+``sandwich`` random ones, gradients summed), which converges faster than random sampling alone.
+Before the width phase the channels are sorted by importance so that narrow sub-networks inherit
+the most important ones. Phases whose kind the space lacks (a ViT has no kernel gene) are skipped.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+
+from hwsearch.data import Dataset
+from hwsearch.errors import UnknownName
+from hwsearch.spaces.base import Choice
+from hwsearch.spaces.supernet.supernet import SuperNet
+from hwsearch.train import Recipe, TrainingDiverged, _lr_factor, _shift, deterministic, pick_device
+
+PHASES = ("full", "kernel", "depth", "width")
+
+
+class Schedule(BaseModel):
+    """Epochs and learning rates of each progressive-shrinking phase, and the shared training recipe."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    epochs_full: int = Field(8, ge=1, description="epochs of the largest network alone (the teacher)")
+    epochs_kernel: int = Field(3, ge=0, description="epochs with elastic kernel")
+    epochs_depth: int = Field(3, ge=0, description="epochs with elastic kernel and depth")
+    epochs_width: int = Field(4, ge=0, description="epochs with everything elastic")
+    lr_full: float = Field(3e-3, gt=0, description="peak learning rate of the first phase")
+    lr_elastic: float = Field(1e-3, gt=0, description="peak learning rate of the elastic phases (OFA lowers it)")
+    sandwich: int = Field(2, ge=0, description="random sub-networks per step besides the largest and smallest")
+    kd_ratio: float = Field(1.0, ge=0, description="weight of the distillation loss (0: off)")
+    kd_temperature: float = Field(1.0, gt=0)
+    max_steps_per_epoch: int | None = Field(None, ge=1, description="cap on steps per epoch (None: whole split)")
+    recipe: Recipe = Field(default_factory=lambda: Recipe(epochs=0), description="batch, optimizer, augmentation")
+
+    def phases(self) -> list[tuple[str, int, float]]:
+        """(phase, epochs, peak lr) in order; phases with zero epochs left out."""
+        out = [("full", self.epochs_full, self.lr_full), ("kernel", self.epochs_kernel, self.lr_elastic),
+               ("depth", self.epochs_depth, self.lr_elastic), ("width", self.epochs_width, self.lr_elastic)]
+        return [p for p in out if p[1] > 0]
+
+    @property
+    def total_epochs(self) -> int:
+        """Epochs of all phases together."""
+        return sum(e for _, e, _ in self.phases())
+
+
+SCHEDULES: dict[str, Schedule] = {
+    # The flagship experiment's: a minute or three on two CPU cores at digits' sizes.
+    "fast": Schedule(epochs_full=4, epochs_kernel=1, epochs_depth=1, epochs_width=2, sandwich=1),
+    "default": Schedule(),
+    # For tests: a few steps only.
+    "tiny": Schedule(epochs_full=1, epochs_kernel=1, epochs_depth=1, epochs_width=1, sandwich=1,
+                     max_steps_per_epoch=2, recipe=Recipe(epochs=0, batch_size=32, warmup_epochs=0)),
+}
+
+
+def schedule(name_or_fields: str | Mapping[str, Any] | Schedule) -> Schedule:
+    """A `Schedule` from a preset name (fast, default, tiny), a dict of fields, or a Schedule."""
+    if isinstance(name_or_fields, Schedule):
+        return name_or_fields
+    if isinstance(name_or_fields, str):
+        try:
+            return SCHEDULES[name_or_fields]
+        except KeyError:
+            raise UnknownName(f"unknown supernet schedule {name_or_fields!r}; known: {', '.join(SCHEDULES)}") from None
+    fields = dict(name_or_fields)
+    base = SCHEDULES[fields.pop("preset", "default")] if "preset" in fields else Schedule()
+    if "recipe" in fields and isinstance(fields["recipe"], Mapping):
+        fields["recipe"] = base.recipe.model_copy(update=dict(fields["recipe"]))
+    return Schedule.model_validate({**base.model_dump(), **fields})
+
+
+@dataclass(frozen=True)
+class PhaseLog:
+    """What one phase left behind."""
+
+    phase: str
+    epochs: int
+    seconds: float
+    loss: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict."""
+        return {"phase": self.phase, "epochs": self.epochs, "seconds": self.seconds, "loss": self.loss}
+
+
+@dataclass(frozen=True)
+class TrainingLog:
+    """Every phase of one progressive-shrinking run."""
+
+    phases: tuple[PhaseLog, ...] = field(default=())
+
+    @property
+    def seconds(self) -> float:
+        """Training time of all phases."""
+        return sum(p.seconds for p in self.phases)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict."""
+        return {"seconds": self.seconds, "phases": [p.to_dict() for p in self.phases]}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "TrainingLog":
+        """Inverse of `to_dict`."""
+        return cls(tuple(PhaseLog(**p) for p in d.get("phases", ())))
+
+
+class Sampler:
+    """Sub-networks a phase may use: genes of locked kinds stay at the largest network's values."""
+
+    def __init__(self, supernet: SuperNet, unlocked: set[str]) -> None:
+        self.supernet = supernet
+        self.free = set(supernet.genes_of(unlocked))
+        self.largest = dict(supernet.largest)
+        self.smallest = {d.name: (min(d.options) if d.name in self.free else self.largest[d.name])
+                         for d in supernet.space.dims}
+
+    def sample(self, rng: np.random.Generator) -> Choice:
+        """A random sub-network among the unlocked ones."""
+        c = self.supernet.space.sample(rng)
+        return {k: (v if k in self.free else self.largest[k]) for k, v in c.items()}
+
+
+def unlocked_kinds(phase: str) -> set[str]:
+    """Elastic kinds a phase samples (resolution is elastic throughout, as in OFA)."""
+    if phase not in PHASES:
+        raise UnknownName(f"unknown progressive-shrinking phase {phase!r}; known: {', '.join(PHASES)}")
+    return {"resolution", *PHASES[1:PHASES.index(phase) + 1]}
+
+
+def _soft_ce(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    target = F.softmax(teacher / temperature, dim=1)
+    return -(target * F.log_softmax(student / temperature, dim=1)).sum(dim=1).mean()
+
+
+def train_supernet(
+    supernet: SuperNet,
+    data: Dataset,
+    plan: Schedule,
+    seed: int = 0,
+    progress: bool = False,
+    on_phase: Callable[[PhaseLog], None] | None = None,
+) -> TrainingLog:
+    """Run progressive shrinking on ``supernet`` in place and return what each phase took."""
+    recipe = plan.recipe
+    device = pick_device(recipe.device)
+    supernet.to(device)
+    space = supernet.space
+    phases = [(name, epochs, lr) for name, epochs, lr in plan.phases()
+              if name == "full" or supernet.genes_of({name})]
+    steps_per_epoch = math.ceil(len(data.y_train) / recipe.batch_size)
+    if plan.max_steps_per_epoch is not None:
+        steps_per_epoch = min(steps_per_epoch, plan.max_steps_per_epoch)
+    bar = _bar(sum(e for _, e, _ in phases) * steps_per_epoch) if progress else None
+    logs: list[PhaseLog] = []
+    rng = np.random.default_rng(seed)
+    teacher: torch.nn.Module | None = None
+    with deterministic(seed, recipe.threads):
+        gen = torch.Generator().manual_seed(seed)
+        for phase, epochs, lr in phases:
+            start = time.perf_counter()
+            if phase == "width":
+                supernet.reorder_channels()
+            sampler = Sampler(supernet, unlocked_kinds(phase))
+            decay = [p for n, p in supernet.named_parameters() if not n.startswith("kernels.")]
+            no_decay = [p for n, p in supernet.named_parameters() if n.startswith("kernels.")]
+            groups = [{"params": decay}] + ([{"params": no_decay, "weight_decay": 0.0}] if no_decay else [])
+            if recipe.optimizer == "sgd":
+                opt: torch.optim.Optimizer = torch.optim.SGD(groups, lr=lr, momentum=recipe.momentum,
+                                                             weight_decay=recipe.weight_decay, nesterov=True)
+            else:
+                opt = torch.optim.AdamW(groups, lr=lr, weight_decay=recipe.weight_decay)
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(recipe, steps_per_epoch, epochs))
+            params = [p for g in groups for p in g["params"]]
+            supernet.train()
+            loss_value = float("nan")
+            for epoch in range(epochs):
+                total, count = 0.0, 0
+                order = torch.randperm(len(data.y_train), generator=gen)[:steps_per_epoch * recipe.batch_size]
+                for s in range(0, len(order), recipe.batch_size):
+                    idx = order[s:s + recipe.batch_size]
+                    yb = data.y_train[idx].to(device)
+                    if phase == "full":  # the largest network, at a random resolution
+                        choices = [sampler.sample(rng)]
+                    else:
+                        choices = [sampler.largest, sampler.smallest] + [sampler.sample(rng) for _ in range(plan.sandwich)]
+                    opt.zero_grad(set_to_none=True)
+                    soft: dict[int, torch.Tensor] = {}
+                    step_loss = 0.0
+                    for choice in choices:
+                        xb = data.at_resolution(supernet.resolution(choice)).x_train[idx]
+                        if recipe.augment_shift > 0:
+                            xb = _shift(xb, recipe.augment_shift, gen)
+                        xb = xb.to(device)
+                        logits = supernet(xb, choice)
+                        loss = F.cross_entropy(logits, yb, label_smoothing=recipe.label_smoothing)
+                        if teacher is not None and plan.kd_ratio > 0:
+                            res = xb.shape[-1]
+                            if res not in soft:
+                                with torch.no_grad():
+                                    soft[res] = teacher(xb)
+                            loss = loss + plan.kd_ratio * _soft_ce(logits, soft[res], plan.kd_temperature)
+                        if not torch.isfinite(loss):
+                            raise TrainingDiverged(
+                                f"supernet loss became {float(loss)} in phase {phase!r}, epoch {epoch + 1}; "
+                                f"lower the schedule's learning rate (now {lr})")
+                        loss.backward()
+                        step_loss += float(loss.detach())
+                    if recipe.grad_clip > 0:
+                        torch.nn.utils.clip_grad_norm_(params, recipe.grad_clip)
+                    opt.step()
+                    sched.step()
+                    total += step_loss / len(choices) * len(idx)
+                    count += len(idx)
+                    if bar is not None:
+                        bar.set_description(f"supernet {phase}")
+                        bar.set_postfix(loss=f"{step_loss / len(choices):.3f}")
+                        bar.update(1)
+                loss_value = total / max(1, count)
+            if phase == "full":
+                teacher = copy.deepcopy(supernet.full).train()  # batch statistics, as OFA's teacher
+                for p in teacher.parameters():
+                    p.requires_grad_(False)
+            log = PhaseLog(phase, epochs, time.perf_counter() - start, loss_value)
+            logs.append(log)
+            if on_phase is not None:
+                on_phase(log)
+    if bar is not None:
+        bar.close()
+    supernet.eval()
+    return TrainingLog(tuple(logs))
+
+
+def _bar(total: int) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="supernet", unit="step", leave=False)
+
+
+__all__ = ["PHASES", "PhaseLog", "SCHEDULES", "Sampler", "Schedule", "TrainingLog", "schedule", "train_supernet",
+           "unlocked_kinds"]
