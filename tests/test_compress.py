@@ -496,3 +496,23 @@ def test_attention_bits_quantize_both_operands_of_every_attention_product():
     again = rebuild(_vit(), Policy.from_dict(policy.to_dict()), VIT_SHAPE, model.state_dict())
     with torch.no_grad():
         assert torch.equal(again(x), model(x))
+
+
+def test_fine_tuning_keeps_masks_and_the_reloaded_export_reproduces_its_test_accuracy():
+    from hwsearch.compress import fine_tune, fine_tune_recipe
+    from hwsearch.data import Dataset, load_data
+    from hwsearch.train import evaluate
+
+    full = load_data("digits", seed=0).at_resolution(16)
+    data = Dataset("digits", full.x_train[:640], full.y_train[:640], full.x_val[:128], full.y_val[:128],
+                   full.x_test[:256], full.y_test[:256], full.num_classes)
+    policy = Policy({"blocks.0.expand": LayerPolicy(keep=0.5, pattern="nm", nm=(2, 4), w_bits=4, a_bits=8),
+                     "head": LayerPolicy(pattern="fine", density=0.5, w_bits=6, a_bits=6)}, attention_bits=32)
+    model = apply_policy(_cnn(), policy, CNN_SHAPE, calib=data.x_train[:64])
+    before = model.head.weight.detach().clone()
+    result = fine_tune(model, data, epochs=1, seed=0, recipe=fine_tune_recipe(1, lr=3e-3, augment_shift=0.0))
+    assert not torch.equal(before, model.head.weight)
+    assert nm_violations(model.blocks[0].expand.weight_mask, 2, 4) == 0
+    assert float((model.head.qweight() * (1 - model.head.weight_mask)).abs().sum()) == 0.0
+    again = rebuild(_cnn(), policy, CNN_SHAPE, model.state_dict())
+    assert evaluate(again, data.x_test, data.y_test) == result.test_acc
