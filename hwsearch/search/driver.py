@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -125,9 +126,14 @@ def init_ray(address: str | None, config: ExperimentConfig) -> bool:
     if address:
         ray.init(address=address, **common)
     else:
+        # Ray's servers listen on every interface (it swaps 127.0.0.1 for a reachable address), so a
+        # local instance gets a random token that only this process and its Ray children know.
+        if not os.environ.get("RAY_AUTH_MODE"):
+            os.environ["RAY_AUTH_MODE"] = "token"
+            os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
         need = config.ray.workers * config.ray.cpus_per_trial
         ray.init(address="local", num_cpus=max(os.cpu_count() or 1, int(need + 0.999)),
-                 num_gpus=None if config.ray.gpus_per_trial else 0, _node_ip_address="127.0.0.1", **common)
+                 num_gpus=None if config.ray.gpus_per_trial else 0, **common)
     return True
 
 

@@ -1,0 +1,68 @@
+"""The default experiment end to end: how long `hwsearch run` takes, and whether its export reproduces it.
+
+Runs ``hwsearch run`` (configs/default.yaml) into a temporary run root, then ``hwsearch inspect`` and
+``hwsearch export --trial best``, and writes to BENCHMARKS.md: wall time of the run, trials finished
+and failed, the best trial, the Pareto front size, and the exported TorchScript / ONNX Runtime test
+accuracies against the reported one with their largest logit difference.
+
+    python -m benchmarks.train_default_run [--set budget.trials=12 ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.report import ROOT, write_section
+
+
+def _cli(*args: str) -> str:
+    proc = subprocess.run([sys.executable, "-m", "hwsearch.cli", *args], cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"hwsearch {' '.join(args)} failed:\n{proc.stderr[-2000:]}")
+    return proc.stdout
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run, inspect, export, and write the section."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--set", dest="overrides", action="append", default=[])
+    args = p.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        sets = [a for o in [f"output.root={tmp}", *args.overrides] for a in ("--set", o)]
+        start = time.perf_counter()
+        _cli("run", *sets, "--quiet")
+        wall = time.perf_counter() - start
+        run = Path(tmp) / "default"
+        s = json.loads(_cli("inspect", str(run), "--format", "json", "--plot"))
+        _cli("export", str(run), "--trial", "best", "--out", str(Path(tmp) / "bundle"))
+        report = json.loads((Path(tmp) / "bundle" / "report.json").read_text())
+    check = report["export_check"]
+    best = s["best"]
+    body = (
+        "## Default experiment (`hwsearch run`)\n\n"
+        f"configs/default.yaml: {s['space']} on digits, searcher {s['searcher']}, objectives "
+        f"{', '.join(o['metric'] + ' ' + o['mode'] for o in s['objectives'])}, constraints "
+        f"{', '.join(s['constraints']) or 'none'}.\n\n"
+        "| measure | value |\n|---|---|\n"
+        f"| wall time of `hwsearch run` (Ray start-up included) | {wall:.0f} s |\n"
+        f"| trials finished / failed / budget | {s['finished']} / {s['failed']} / {s['budget']} |\n"
+        f"| Pareto front size | {len(s['pareto'])} |\n"
+        f"| best trial val / test top-1 | {100 * best['val_acc']:.1f}% / {100 * best['test_acc']:.1f}% "
+        f"at {best['macs'] / 1e6:.2f} MMACs |\n"
+        f"| exported TorchScript / ONNX Runtime test top-1 | {100 * check['torchscript_test_acc']:.2f}% / "
+        f"{100 * check['onnx_test_acc']:.2f}% (reported {100 * check['reported_test_acc']:.2f}%) |\n"
+        f"| max abs logit difference TorchScript vs ONNX | {check['max_logit_diff']:.1e} |\n"
+    )
+    cmd = "python -m benchmarks.train_default_run " + " ".join(argv if argv is not None else sys.argv[1:])
+    write_section("train_default_run", body, cmd.strip())
+    print(body)
+
+
+if __name__ == "__main__":
+    main()
