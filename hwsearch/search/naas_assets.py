@@ -94,8 +94,8 @@ def build_assets(folder: Path, space_name: str, space_options: Mapping[str, Any]
     q = QuantizedSpace(space, settings.bits)
     penalty = measure_bits_penalty(cs.supernet, cs.data, q, space.reference(settings.penalty_reference))
     atomic_write_json(folder / "penalty.json", penalty.to_dict())
-    say(f"bit-width sensitivity measured on {settings.penalty_reference} ({len(q.groups)} groups x "
-        f"{len(q.bits)} widths, {q.bits[-1]}-bit offset {100 * penalty.offset:.2f} points) in {time.perf_counter() - t:.0f} s")
+    say(f"bit-width sensitivity measured on {settings.penalty_reference} ({len(q.groups)} groups at "
+        f"{min(q.bits)} bits, {max(q.bits)}-bit offset {100 * penalty.offset:.2f} points) in {time.perf_counter() - t:.0f} s")
     reference = reference_for(q, settings.space(), settings.acc_floor)
     info = {
         "space": space_name, "space_options": dict(space_options), "data": data_source, "data_seed": data_seed,
