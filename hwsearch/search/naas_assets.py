@@ -81,7 +81,9 @@ def build_assets(folder: Path, space_name: str, space_options: Mapping[str, Any]
     t = time.perf_counter()
     n = settings.predictor_samples
     choices = [space.reference("largest"), space.reference("smallest")] + sample_choices(cs.supernet, n - 2, seed)
-    acc = accuracies(cs.supernet, cs.data, choices, "val", progress=progress is not None)
+    acc = _measured_before(folder / "predictor.json", choices)  # a run killed after this step skips it
+    if acc is None:
+        acc = accuracies(cs.supernet, cs.data, choices, "val", progress=progress is not None)
     held = max(4, n // 5)
     model = OneHotRidge.fit(space, choices[:-held], acc[:-held])
     mae = float(np.abs(model(choices[-held:]) - acc[-held:]).mean())
@@ -109,6 +111,17 @@ def build_assets(folder: Path, space_name: str, space_options: Mapping[str, Any]
     atomic_write_json(folder / "settings.json", settings.model_dump(mode="json"))
     atomic_write_json(done, info)  # last: its presence means every other file is complete
     return info
+
+
+def _measured_before(path: Path, choices: Sequence[Choice]) -> np.ndarray | None:
+    """The accuracies a previous attempt measured for exactly ``choices``, if it wrote them."""
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if d.get("choices") != [dict(c) for c in choices] or len(d.get("val_acc", [])) != len(choices):
+        return None
+    return np.asarray(d["val_acc"], dtype=float)
 
 
 def open_assets(folder: Path, data_source: str, data_seed: int, space_options: Mapping[str, Any]) -> Any:
