@@ -3,7 +3,8 @@
 For every space and seed, samples a choice with ``numpy.random.default_rng(seed)`` (the choice
 `hwsearch spaces sample NAME --seed SEED` prints, with the data set's channels and classes), trains it
 from scratch on digits with `hwsearch.train.Recipe()` and writes test accuracy, train time, MACs and
-parameters per network, and the median per space, into BENCHMARKS.md.
+parameters per network, and the median, into BENCHMARKS.md: one section per space
+(``spaces_accuracy:SPACE``), so the spaces can be measured by separate, concurrent invocations.
 
     .venv/bin/python benchmarks/spaces_accuracy.py [--seeds 0 1 2] [--spaces ofa-mbv3 vit] [--no-write]
 """
@@ -50,10 +51,11 @@ def run(space_names: list[str], seeds: list[int], source: str, threads: int) -> 
 
 
 def markdown(rows: list[dict], source: str) -> str:
-    """The BENCHMARKS.md section: one line per network, then the median per space."""
+    """A BENCHMARKS.md section: one line per network, then the median per space."""
     recipe = Recipe()
+    names = ", ".join(dict.fromkeys(r["space"] for r in rows))
     lines = [
-        "## Sampled networks of the ofa-mbv3 and vit spaces, trained from scratch",
+        f"## Sampled networks of the {names} space, trained from scratch",
         "",
         f"Data: `{source}` (test split: 20% of 1,797 images, upscaled to the choice's resolution). Recipe: "
         f"the default `Recipe()` ({recipe.epochs} epochs, {recipe.optimizer}, lr {recipe.lr}, batch "
@@ -88,13 +90,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = parser.parse_args(argv)
-    rows = run(args.spaces, args.seeds, args.data, args.threads)
-    body = markdown(rows, args.data)
-    print(body)
-    if not args.no_write:
-        from benchmarks.report import write_section
+    for name in args.spaces:
+        rows = run([name], args.seeds, args.data, args.threads)
+        body = markdown(rows, args.data)
+        print(body)
+        if not args.no_write:
+            from benchmarks.report import write_section
 
-        write_section(SECTION, body, "python benchmarks/spaces_accuracy.py " + " ".join(sys.argv[1:]))
+            write_section(f"{SECTION}:{name}", body,
+                          "python benchmarks/spaces_accuracy.py " + " ".join(sys.argv[1:]))
 
 
 if __name__ == "__main__":

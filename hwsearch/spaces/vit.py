@@ -10,6 +10,10 @@ The skeleton: a patch-embedding conv (``patch_size`` x ``patch_size``, stride ``
 learned position embedding, pre-norm transformer blocks, a final LayerNorm, the mean over tokens
 and a linear head. Attention products are `MatMul` layers and softmax, norms, GELU and residual adds
 their own layers, so the NetSpec shows everything the network computes.
+
+Defaults (32x32 input, 8x8 patches, so 16 tokens; embeddings 64-128; networks of about 1M to 14M
+MACs) were chosen on digits: with 4x4 patches (64 tokens) and narrower embeddings, sampled networks
+reached only 84-88% test accuracy under the default training recipe, with 8x8 patches 89-93%.
 """
 
 from __future__ import annotations
@@ -59,8 +63,8 @@ class ViTSpace(SearchSpace):
         in_channels: int = 3,
         num_classes: int = 10,
         resolution: int = 32,
-        patch_size: int = 4,
-        embeds: Sequence[int] = (32, 48, 64),
+        patch_size: int = 8,
+        embeds: Sequence[int] = (64, 96, 128),
         head_dim: int = 16,
         depths: Sequence[int] = (2, 3, 4, 5),
         heads: Sequence[int] = (1, 2, 3, 4),
