@@ -126,7 +126,9 @@ def run_case(space_name: str, epochs: int, ft_epochs: int, repeats: int, out_dir
                                                     "choice": choice, "input_shape": list(shape)}))
     torch.save(small.state_dict(), export / "state_dict.pt")
     onnx_path = export_onnx(small, shape, export / "model.onnx")
-    reload = subprocess.run([sys.executable, "-c", RELOAD, str(export)], capture_output=True, text=True, check=True)
+    reload = subprocess.run([sys.executable, "-c", RELOAD, str(export)], capture_output=True, text=True)
+    if reload.returncode:
+        raise RuntimeError(f"reloading the export failed:\n{reload.stderr[-3000:]}")
     reloaded = json.loads(reload.stdout.strip().splitlines()[-1])
 
     import onnxruntime as ort
@@ -201,19 +203,29 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=30)
     p.add_argument("--cases", default="ofa-mbv3,vit")
     p.add_argument("--no-write", action="store_true", help="print the section instead of writing BENCHMARKS.md")
+    p.add_argument("--rows", type=Path, default=None,
+                   help="append each case's figures to this JSON-lines file; with --from-rows, render it only")
+    p.add_argument("--from-rows", action="store_true", help="write the section from --rows without running")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for case in args.cases.split(","):
-            row = run_case(case, args.epochs, args.ft_epochs, args.repeats, Path(tmp))
-            print(json.dumps(row), flush=True)
-            rows.append(row)
+    if args.from_rows:
+        rows = [json.loads(line) for line in args.rows.read_text().splitlines() if line.strip()]
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            for case in args.cases.split(","):
+                row = run_case(case, args.epochs, args.ft_epochs, args.repeats, Path(tmp))
+                print(json.dumps(row), flush=True)
+                if args.rows is not None:
+                    with open(args.rows, "a") as f:
+                        f.write(json.dumps(row) + "\n")
+                rows.append(row)
     body = render(rows, args.epochs, args.ft_epochs)
     if args.no_write:
         print(body)
     else:
-        write_section("compress_finetune", body, "python -m benchmarks.compress_finetune " + " ".join(argv or sys.argv[1:]))
+        command = f"python -m benchmarks.compress_finetune --epochs {args.epochs} --ft-epochs {args.ft_epochs}"
+        write_section("compress_finetune", body, command)
 
 
 if __name__ == "__main__":

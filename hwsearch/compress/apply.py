@@ -94,7 +94,7 @@ def apply_policy(model: nn.Module, policy: Policy, input_shape: tuple[int, int, 
             continue
         old = out.get_submodule(layer.name)
         if rows is not None and layer.unit == "heads":
-            rows = rows * 3 * old.out_features // (3 * layer.units)
+            rows = rows * old.out_features // layer.units  # heads -> qkv rows
         if isinstance(old, nn.Conv2d):
             new = QConv2d.from_conv(old, lp, policy.w_clip, policy.a_clip, layer.name, rows)
         else:
