@@ -186,6 +186,7 @@ class CompressionEvaluator(Evaluator):
                                    sigma_decay=s.sigma_decay, updates_per_episode=s.updates_per_episode,
                                    seed=cfg.searcher.seed + int(spec["budget_index"]))
         agent = self._resume(env) or CompressionAgent(env, agent_config)
+        resumed_at = agent.episodes_done
         while agent.episodes_done < s.episodes:
             agent.train(min(s.checkpoint_every, s.episodes - agent.episodes_done))
             self._checkpoint(agent)
@@ -202,6 +203,7 @@ class CompressionEvaluator(Evaluator):
             "base_val_acc": net.val_acc, "base_test_acc": net.test_acc, "budget_limit": env.limit,
             "budget_cost": best.cost, "budget_ratio": best.cost / env.reference_cost,
             "episodes": float(len(env.history)), "best_episode": float(best.index),
+            "resumed_at_episode": float(resumed_at),
         }
         if s.finetune_epochs > 0:
             fine_tune(model, net.data, epochs=s.finetune_epochs, recipe=fine_tune_recipe(s.finetune_epochs),

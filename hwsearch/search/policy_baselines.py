@@ -3,8 +3,9 @@
 - ``uniform``: the same pruning ratio / bit-width for every layer, the least compression that fits.
 - ``random``: uniformly random actions, clipped to the budget exactly as the agent's are.
 - ``sensitivity``: the per-layer sensitivity analysis of the efficient-ML course notes: compress one
-  layer at a time at a few levels, measure the accuracy drop, then give every layer the most
-  compression whose drop stays under one threshold, the threshold chosen so the network meets the budget.
+  layer at a time at a few levels (from the uniform policy's level up to the most allowed), measure
+  the accuracy drop, then give every layer the most compression whose drop stays under one threshold,
+  the threshold chosen so the network meets the budget.
 - ``tpe``: Optuna's TPE sampler over the same per-layer action vector.
 
 Each baseline evaluates policies through `CompressionEnv.record`, so the environment's history is the
@@ -77,9 +78,8 @@ def _pairs(env: CompressionEnv) -> list[tuple[int, str]]:
     return [(i, k) for i in env.steps for k in env.knobs if len(env.options[k][i]) > 1]
 
 
-@register("uniform")
-def uniform(env: CompressionEnv, evaluations: int, seed: int) -> list[Episode]:
-    """One policy: the smallest common compression level whose network fits the budget."""
+def _uniform_level(env: CompressionEnv) -> float:
+    """The smallest compression level which, applied to every layer alike, fits the budget."""
     pairs = _pairs(env)
 
     def fits(level: float) -> bool:
@@ -91,9 +91,14 @@ def uniform(env: CompressionEnv, evaluations: int, seed: int) -> list[Episode]:
     for _ in range(40):
         mid = (lo + hi) / 2
         lo, hi = (lo, mid) if fits(mid) else (mid, hi)
-    if fits(lo):
-        hi = lo
-    return [env.record(_state_at(env, {p: hi for p in pairs}), source="uniform")]
+    return lo if fits(lo) else hi
+
+
+@register("uniform")
+def uniform(env: CompressionEnv, evaluations: int, seed: int) -> list[Episode]:
+    """One policy: the smallest common compression level whose network fits the budget."""
+    level = _uniform_level(env)
+    return [env.record(_state_at(env, {p: level for p in _pairs(env)}), source="uniform")]
 
 
 @register("random")
@@ -130,10 +135,14 @@ def tpe(env: CompressionEnv, evaluations: int, seed: int) -> list[Episode]:
 
 
 def sensitivity_levels(env: CompressionEnv, evaluations: int) -> list[float]:
-    """Compression levels scanned per layer so that the scan plus the final policy fit ``evaluations``."""
+    """Compression levels scanned per layer so that the scan plus the final policy fit ``evaluations``:
+    from the uniform policy's level (where the budget puts an average layer) up to the most allowed."""
     per_layer = max(1, (evaluations - 1) // max(1, len(_pairs(env))))
     per_layer = min(per_layer, 8)
-    return [(j + 1) / per_layer for j in range(per_layer)]
+    start = _uniform_level(env)
+    if per_layer == 1:
+        return [start]
+    return [start + (1.0 - start) * j / (per_layer - 1) for j in range(per_layer)]
 
 
 @register("sensitivity")
@@ -156,7 +165,13 @@ def sensitivity(env: CompressionEnv, evaluations: int, seed: int) -> list[Episod
             out.append(episode)
             budget_left -= 1
             drops.append(max(0.0, ref - episode.accuracy))
-        curve = np.interp(grid, [0.0, *levels], drops)
+        xs, ys = [0.0, *levels], drops
+        curve = np.interp(grid, xs, ys)
+        # Beyond the last scanned level the drop keeps growing at the last segment's slope: compression
+        # never scanned is not assumed free.
+        slope = (ys[-1] - ys[-2]) / max(xs[-1] - xs[-2], 1e-9)
+        beyond = grid > xs[-1]
+        curve[beyond] = ys[-1] + slope * (grid[beyond] - xs[-1])
         curves[p] = np.maximum.accumulate(curve)  # more compression never assumed to hurt less
 
     def state_for(tau: float) -> State:

@@ -61,6 +61,8 @@ def trained_network(space: str, choice: Mapping[str, Any] | str = "largest", dat
              "input_shape": list(input_shape)}
     if options or data_seed != seed:
         ident.update(space_options=options, data_seed=data_seed)
+    # The architecture itself: a space whose definition changes gets a new key, not a stale state dict.
+    ident["netspec"] = sp.to_netspec(choice).key
     key = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:20]
     folder = (root or cache_dir()) / "trained"
     weights, meta = folder / f"{key}.pt", folder / f"{key}.json"
