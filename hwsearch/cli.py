@@ -382,5 +382,121 @@ def export_cmd(
           f"ONNX Runtime {res.onnx_test_acc:.4f}; max |logit difference| {res.max_logit_diff:.2e}")
 
 
+# ---- supernet: Once-for-All -------------------------------------------------------------------
+supernet_app = typer.Typer(help="Once-for-All supernets: train once, then measure and extract sub-networks.",
+                           no_args_is_help=True)
+app.add_typer(supernet_app, name="supernet")
+
+_SPACE_OPTIONS_HELP = "Space settings: 'compact' (sized for 8x8 digits), 'default' (the space's own), or a JSON object."
+
+
+def _space_options(space: str, options: str) -> dict:
+    from hwsearch.errors import ConfigError
+    from hwsearch.spaces.supernet import COMPACT
+
+    if options == "default":
+        return {}
+    if options == "compact":
+        return dict(COMPACT.get(space, {}))
+    try:
+        value = json.loads(options)
+    except ValueError:
+        raise ConfigError(f"--options {options!r} must be compact, default or a JSON object") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"--options must be a JSON object, got {options!r}")
+    return value
+
+
+def _load_supernet(space: str, data: str, schedule: str, seed: int, options: str, progress: bool = True):
+    from hwsearch.spaces.supernet import load_or_train
+
+    return load_or_train(space, data, schedule, seed, space_kwargs=_space_options(space, options), progress=progress)
+
+
+def _pick_choice(cached, reference: Optional[str], choice: Optional[str]) -> dict:
+    from hwsearch.errors import ConfigError
+
+    if choice:
+        try:
+            return cached.space.validate(json.loads(choice))
+        except ValueError as e:
+            raise ConfigError(f"--choice is not valid JSON or not a choice of the space: {e}") from None
+    return cached.space.reference(reference or "largest")
+
+
+@supernet_app.command("train")
+def supernet_train(
+    space: str = typer.Option("ofa-mbv3", help="Space name (ofa-mbv3 or vit)."),
+    data: str = typer.Option("digits", help="Data source."),
+    schedule: str = typer.Option("fast", help="Progressive-shrinking schedule: fast, default or tiny."),
+    seed: int = typer.Option(0, help="Training seed (part of the cache key)."),
+    options: str = typer.Option("compact", help=_SPACE_OPTIONS_HELP),
+) -> None:
+    """Train (or load from the cache) the supernet and print the largest and smallest sub-networks' accuracy."""
+    from hwsearch.spaces.supernet import subnet_accuracy
+
+    cached = _load_supernet(space, data, schedule, seed, options)
+    how = "trained" if cached.trained_now else "loaded from cache"
+    print(f"supernet {space} on {data} ({schedule}, seed {seed}) {how}: {cached.path}")
+    for p in cached.log.phases:
+        print(f"  phase {p.phase:<6} {p.epochs} epochs  {p.seconds:7.1f} s  loss {p.loss:.3f}")
+    for ref in ("largest", "smallest"):
+        acc = subnet_accuracy(cached.supernet, cached.data, cached.space.reference(ref), "val")
+        print(f"  {ref:<8} val accuracy {acc:.4f}")
+
+
+@supernet_app.command("eval")
+def supernet_eval(
+    space: str = typer.Option("ofa-mbv3", help="Space name."),
+    data: str = typer.Option("digits", help="Data source."),
+    schedule: str = typer.Option("fast", help="Schedule of the cached supernet."),
+    seed: int = typer.Option(0, help="Training seed of the cached supernet."),
+    options: str = typer.Option("compact", help=_SPACE_OPTIONS_HELP),
+    reference: Optional[str] = typer.Option(None, help="A named reference choice (default: largest)."),
+    choice: Optional[str] = typer.Option(None, help="A choice as JSON (see `hwsearch spaces sample --format json`)."),
+) -> None:
+    """Accuracy of one sub-network measured inside the supernet (BatchNorm recalibrated)."""
+    from hwsearch.spaces.supernet import subnet_accuracy
+
+    cached = _load_supernet(space, data, schedule, seed, options)
+    c = _pick_choice(cached, reference, choice)
+    net = cached.space.to_netspec(c)
+    val = subnet_accuracy(cached.supernet, cached.data, c, "val")
+    test = subnet_accuracy(cached.supernet, cached.data, c, "test")
+    _emit_json({"choice": c, "val_acc": val, "test_acc": test, "macs": net.macs, "params": net.params})
+
+
+@supernet_app.command("extract")
+def supernet_extract(
+    out: str = typer.Option(..., help="Folder for state_dict.pt, choice.json and netspec.json."),
+    space: str = typer.Option("ofa-mbv3", help="Space name."),
+    data: str = typer.Option("digits", help="Data source."),
+    schedule: str = typer.Option("fast", help="Schedule of the cached supernet."),
+    seed: int = typer.Option(0, help="Training seed of the cached supernet."),
+    options: str = typer.Option("compact", help=_SPACE_OPTIONS_HELP),
+    reference: Optional[str] = typer.Option(None, help="A named reference choice (default: largest)."),
+    choice: Optional[str] = typer.Option(None, help="A choice as JSON."),
+) -> None:
+    """Write a sub-network with inherited weights: reload it with space.build(choice).load_state_dict(...)."""
+    import io
+    from pathlib import Path
+
+    import torch
+
+    from hwsearch.io import atomic_write_bytes, atomic_write_json
+    from hwsearch.spaces.supernet import extract_subnet
+
+    cached = _load_supernet(space, data, schedule, seed, options)
+    c = _pick_choice(cached, reference, choice)
+    model = extract_subnet(cached.supernet, cached.data, c)
+    folder = Path(out)
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    atomic_write_bytes(folder / "state_dict.pt", buf.getvalue())
+    atomic_write_json(folder / "choice.json", {"space": space, "options": dict(cached.space_options), "choice": c})
+    cached.space.to_netspec(c).to_json(str(folder / "netspec.json"))
+    print(f"wrote {folder}/state_dict.pt, choice.json, netspec.json")
+
+
 if __name__ == "__main__":
     main()

@@ -106,15 +106,20 @@ class AccuracyPredictor:
             net = nn.Sequential(*mods)
         opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, epochs))
-        for _ in range(epochs):
-            order = torch.randperm(len(t), generator=gen)
-            for s in range(0, len(t), batch_size):
-                idx = order[s:s + batch_size]
-                loss = ((net(x[idx])[:, 0] - t[idx]) ** 2).mean()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-            sched.step()
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # matrices this small only lose time to thread synchronisation
+        try:
+            for _ in range(epochs):
+                order = torch.randperm(len(t), generator=gen)
+                for s in range(0, len(t), batch_size):
+                    idx = order[s:s + batch_size]
+                    loss = ((net(x[idx])[:, 0] - t[idx]) ** 2).mean()
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                sched.step()
+        finally:
+            torch.set_num_threads(threads)
         linears = [m for m in net if isinstance(m, nn.Linear)]
         layers = [(m.weight.detach().numpy().T.copy(), m.bias.detach().numpy().copy()) for m in linears]
         return cls(space, layers, y_mean, y_std)

@@ -63,6 +63,7 @@ class CachedSupernet:
     path: Path
     log: TrainingLog
     trained_now: bool
+    space_options: dict[str, Any]
 
     @property
     def space(self) -> spaces.SearchSpace:
@@ -117,7 +118,8 @@ def load_or_train(
                 state, meta = load_supernet_state(path)
                 supernet.load_state_dict(state, strict=True)
                 supernet.eval()
-                return CachedSupernet(supernet, dataset, key, path, TrainingLog.from_dict(meta.get("log", {})), False)
+                return CachedSupernet(supernet, dataset, key, path, TrainingLog.from_dict(meta.get("log", {})), False,
+                                      kwargs)
             except (CorruptTable, RuntimeError) as e:
                 warnings.warn(f"{e}; training the supernet again", stacklevel=2)
                 supernet = SuperNet(sp)
@@ -125,7 +127,7 @@ def load_or_train(
         meta = {"space": space, "space_kwargs": kwargs, "data": data, "data_seed": data_seed, "seed": seed,
                 "schedule": plan.model_dump(mode="json"), "log": log.to_dict()}
         save_supernet(path, supernet, meta)
-    return CachedSupernet(supernet, dataset, key, path, log, True)
+    return CachedSupernet(supernet, dataset, key, path, log, True, kwargs)
 
 
 __all__ = ["CachedSupernet", "FORMAT_VERSION", "cache_dir", "load_or_train", "load_supernet_state",

@@ -201,20 +201,23 @@ def train_supernet(
                     else:
                         choices = [sampler.largest, sampler.smallest] + [sampler.sample(rng) for _ in range(plan.sandwich)]
                     opt.zero_grad(set_to_none=True)
+                    # One augmented batch per resolution per step, so the teacher sees what the students see.
+                    inputs: dict[int, torch.Tensor] = {}
                     soft: dict[int, torch.Tensor] = {}
                     step_loss = 0.0
                     for choice in choices:
-                        xb = data.at_resolution(supernet.resolution(choice)).x_train[idx]
-                        if recipe.augment_shift > 0:
-                            xb = _shift(xb, recipe.augment_shift, gen)
-                        xb = xb.to(device)
-                        logits = supernet(xb, choice)
-                        loss = F.cross_entropy(logits, yb, label_smoothing=recipe.label_smoothing)
-                        if teacher is not None and plan.kd_ratio > 0:
-                            res = xb.shape[-1]
-                            if res not in soft:
+                        res = supernet.resolution(choice)
+                        if res not in inputs:
+                            xb = data.at_resolution(res).x_train[idx]
+                            if recipe.augment_shift > 0:
+                                xb = _shift(xb, recipe.augment_shift, gen)
+                            inputs[res] = xb.to(device)
+                            if teacher is not None and plan.kd_ratio > 0:
                                 with torch.no_grad():
-                                    soft[res] = teacher(xb)
+                                    soft[res] = teacher(inputs[res])
+                        logits = supernet(inputs[res], choice)
+                        loss = F.cross_entropy(logits, yb, label_smoothing=recipe.label_smoothing)
+                        if res in soft:
                             loss = loss + plan.kd_ratio * _soft_ce(logits, soft[res], plan.kd_temperature)
                         if not torch.isfinite(loss):
                             raise TrainingDiverged(

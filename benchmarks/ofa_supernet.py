@@ -1,0 +1,180 @@
+"""Once-for-All on digits: supernet training time, sub-networks vs from-scratch, predictor, evolution vs random.
+
+For each space (``ofa-mbv3`` and ``vit`` at the `COMPACT` sizes for 8x8 digits):
+
+1. trains the supernet by progressive shrinking (schedule ``--schedule``; a cached one is reused and its
+   recorded training time reported);
+2. measures the test accuracy of the largest, the smallest and ``--random`` random sub-networks inside
+   the supernet (BatchNorm recalibrated) and of the same architectures trained from scratch with the
+   supernet's recipe for as many epochs as the supernet's whole schedule;
+3. measures ``--samples`` random sub-networks on the validation split, fits the accuracy predictor on
+   80% and reports RMSE and Kendall tau on the held-out 20%;
+4. searches, for each seed, the sub-network of best predicted accuracy under a latency limit (the
+   Eyeriss model's latency; the limit is the 25th percentile of random sub-networks) with OFA's
+   evolution and with random search at the same number of predictor queries, and measures the winners.
+
+    .venv/bin/python benchmarks/ofa_supernet.py [--spaces ofa-mbv3 vit] [--schedule fast] [--random 20]
+        [--samples 150] [--queries 1000] [--seeds 0 1 2] [--threads 1] [--no-write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hwsearch.estimators.accuracy_predictor import fit_and_report
+from hwsearch.hwmodel import Accelerator, network_cost
+from hwsearch.ir import NetSpec
+from hwsearch.search.evolution import Constraints, EvolutionSettings, Feasibility, evolve, random_search
+from hwsearch.spaces.supernet import COMPACT, accuracies, load_or_train, sample_choices, schedule, subnet_accuracy
+from hwsearch.train import train_and_evaluate
+
+SECTION = "ofa_supernet"
+
+
+class ModelLatency:
+    """Latency of a whole network on an accelerator of the built-in model (an object with ``predict``)."""
+
+    def __init__(self, preset: str) -> None:
+        self.accel = Accelerator.preset(preset)
+
+    def predict(self, net: NetSpec) -> float:
+        return float(network_cost(net, self.accel).latency_s)
+
+
+def supernet_epochs(cached, plan) -> int:
+    """Epochs of the phases the space really trains (a ViT has no kernel phase)."""
+    return sum(e for name, e, _ in plan.phases() if name == "full" or cached.supernet.genes_of({name}))
+
+
+def scratch_accuracy(cached, plan, choice, epochs: int, threads: int) -> float:
+    """Test accuracy of ``choice`` trained from scratch with the supernet's recipe and epoch count."""
+    torch.manual_seed(0)
+    model = cached.space.build(choice)
+    recipe = plan.recipe.model_copy(update={"lr": plan.lr_full, "threads": threads, "epochs": epochs})
+    res = train_and_evaluate(model, cached.data, epochs=epochs, seed=0, recipe=recipe,
+                             resolution=cached.supernet.resolution(choice))
+    return res.test_acc
+
+
+def run_space(name: str, args: argparse.Namespace) -> dict:
+    torch.set_num_threads(args.threads)
+    plan = schedule(args.schedule)
+    t0 = time.perf_counter()
+    cached = load_or_train(name, "digits", plan, 0, space_kwargs=COMPACT[name],
+                           on_phase=lambda p: print(f"[{name}] {p}", flush=True))
+    print(f"[{name}] supernet ready in {time.perf_counter() - t0:.0f} s (trained now: {cached.trained_now})", flush=True)
+    sn, space, data = cached.supernet, cached.space, cached.data
+    epochs = supernet_epochs(cached, plan)
+    rng = np.random.default_rng(100)
+    archs = [("largest", space.reference("largest")), ("smallest", space.reference("smallest"))]
+    archs += [(f"random{i}", space.sample(rng)) for i in range(args.random)]
+    rows = []
+    for label, choice in archs:
+        inside = subnet_accuracy(sn, data, choice, "test")
+        scratch = scratch_accuracy(cached, plan, choice, epochs, args.threads)
+        rows.append({"arch": label, "macs": space.to_netspec(choice).macs, "supernet": inside, "scratch": scratch})
+        print(f"[{name}] {label}: supernet {inside:.4f} scratch {scratch:.4f}", flush=True)
+
+    choices = sample_choices(sn, args.samples, seed=1)
+    accs = accuracies(sn, data, choices, "val")
+    pred, report = fit_and_report(space, choices, accs, seed=0)
+    print(f"[{name}] predictor {report}", flush=True)
+
+    latency = ModelLatency("eyeriss")
+    probe = sample_choices(sn, 200, seed=7)
+    limit = float(np.percentile([latency.predict(space.to_netspec(c)) for c in probe], 25))
+    feasible = Feasibility(space, Constraints(max_latency_s=limit), latency)
+    settings = EvolutionSettings(population=100, generations=max(1, args.queries // 100))
+    search = []
+    for seed in args.seeds:
+        evo = evolve(space, pred.predict, settings, feasible, seed=seed, budget=args.queries)
+        rnd = random_search(space, pred.predict, args.queries, feasible, seed=seed)
+        search.append({
+            "seed": seed, "queries": evo.queries,
+            "evo_pred": evo.best_score, "evo_test": subnet_accuracy(sn, data, evo.best_choice, "test"),
+            "evo_latency_ms": evo.best_costs["latency_s"] * 1e3,
+            "rnd_pred": rnd.best_score, "rnd_test": subnet_accuracy(sn, data, rnd.best_choice, "test"),
+            "rnd_latency_ms": rnd.best_costs["latency_s"] * 1e3,
+        })
+        print(f"[{name}] search seed {seed}: {search[-1]}", flush=True)
+    return {"space": name, "train_s": cached.log.seconds, "phases": cached.log.to_dict()["phases"], "epochs": epochs,
+            "options": COMPACT[name], "rows": rows, "predictor": report.to_dict(), "limit_ms": limit * 1e3,
+            "search": search, "schedule": args.schedule}
+
+
+def markdown(res: dict, args: argparse.Namespace) -> str:
+    rows = res["rows"]
+    gap = [r["supernet"] - r["scratch"] for r in rows]
+    rand = [r for r in rows if r["arch"].startswith("random")]
+    phases = ", ".join(f"{p['phase']} {p['epochs']} ep {p['seconds']:.0f} s" for p in res["phases"])
+    out = [
+        f"### {res['space']} on digits (space options {json.dumps(res['options'])})",
+        "",
+        f"Supernet: schedule `{res['schedule']}` ({res['epochs']} epochs: {phases}); "
+        f"training time on this machine **{res['train_s']:.0f} s**. From-scratch baselines: the same "
+        f"architecture, the supernet's recipe, {res['epochs']} epochs.",
+        "",
+        "| sub-network | MACs | supernet test acc | from-scratch test acc | supernet - scratch |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        out.append(f"| {r['arch']} | {r['macs']:,} | {r['supernet']:.4f} | {r['scratch']:.4f} | "
+                   f"{100 * (r['supernet'] - r['scratch']):+.1f} pt |")
+    if rand:
+        out.append(f"| mean of {len(rand)} random | | {statistics.mean(r['supernet'] for r in rand):.4f} | "
+                   f"{statistics.mean(r['scratch'] for r in rand):.4f} | "
+                   f"{100 * statistics.mean(r['supernet'] - r['scratch'] for r in rand):+.1f} pt |")
+    out.append(f"| mean of all {len(rows)} | | | | {100 * statistics.mean(gap):+.1f} pt |")
+    p = res["predictor"]
+    out += ["", f"Accuracy predictor (MLP 3x400 on one-hot, {p['n_train']} measured sub-networks, validation "
+            f"accuracy): held-out ({p['n_test']}) RMSE **{100 * p['rmse']:.2f} pt**, Kendall tau **{p['kendall_tau']:.3f}**.",
+            "", f"Search under latency <= {res['limit_ms']:.4f} ms (Eyeriss model; 25th percentile of random "
+            f"sub-networks), {res['search'][0]['queries']} predictor queries each (evolution: population 100, "
+            "parent ratio 0.25, mutation ratio 0.5, mutation probability 0.1):", "",
+            "| seed | evolution: predicted / measured test acc / latency ms | random: predicted / measured / latency ms |",
+            "| --- | --- | --- |"]
+    for s in res["search"]:
+        out.append(f"| {s['seed']} | {s['evo_pred']:.4f} / {s['evo_test']:.4f} / {s['evo_latency_ms']:.4f} | "
+                   f"{s['rnd_pred']:.4f} / {s['rnd_test']:.4f} / {s['rnd_latency_ms']:.4f} |")
+    ev = statistics.median(s["evo_pred"] for s in res["search"])
+    rd = statistics.median(s["rnd_pred"] for s in res["search"])
+    out.append(f"| median | {ev:.4f} / {statistics.median(s['evo_test'] for s in res['search']):.4f} | "
+               f"{rd:.4f} / {statistics.median(s['rnd_test'] for s in res['search']):.4f} |")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--spaces", nargs="+", default=["ofa-mbv3", "vit"])
+    ap.add_argument("--schedule", default="fast")
+    ap.add_argument("--random", type=int, default=20)
+    ap.add_argument("--samples", type=int, default=150)
+    ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default=None, help="also write the raw results as JSON here")
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args(argv)
+    results = [run_space(name, args) for name in args.spaces]
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=1))
+    body = "## Once-for-All supernet (issue 7)\n\n" + "\n\n".join(markdown(r, args) for r in results)
+    print(body)
+    if not args.no_write:
+        from benchmarks.report import write_section
+
+        section = SECTION if len(args.spaces) == 2 else f"{SECTION}_{'_'.join(args.spaces)}"
+        write_section(section, body, "python benchmarks/ofa_supernet.py " + " ".join(sys.argv[1:]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
