@@ -22,7 +22,7 @@ run: setup
 	$(BIN)/hwsearch run
 
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=10
 
 lint: setup
 	$(BIN)/ruff check hwsearch tests benchmarks
