@@ -193,12 +193,12 @@ _STATISTIC_HELP = "median (default), or min: repeats better on a machine busy wi
 
 
 def _measured(space: str, device: str, threads: int, cache_dir: Optional[str], quick: bool, progress: bool,
-              statistic: str):
+              statistic: str, dtype: str = "fp32"):
     from hwsearch.estimators.measured import MeasuredLatency
     from hwsearch.kernels import TimerConfig
 
     timers = dict(layer_timer=TimerConfig.quick(), network_timer=TimerConfig.quick()) if quick else {}
-    return MeasuredLatency(space, device, threads=threads, cache_dir=cache_dir, progress=progress,
+    return MeasuredLatency(space, device, threads=threads, dtype=dtype, cache_dir=cache_dir, progress=progress,
                            statistic=statistic, **timers)
 
 
@@ -213,6 +213,7 @@ def profile(
     cache_dir: Optional[str] = typer.Option(None, help="Cache folder; default $HWSEARCH_CACHE or ~/.cache/hwsearch."),
     quick: bool = typer.Option(False, help="Few timing samples: a smoke test, not numbers to trust."),
     statistic: str = typer.Option("median", help=_STATISTIC_HELP),
+    dtype: str = typer.Option("fp32", help="Float dtype of full-precision layers: fp32; fp16 or bf16 on cuda."),
     fmt: str = typer.Option("table", "--format", help="table or json."),
 ) -> None:
     """Measure a space's layers as real kernels on this machine into a cached table, and fit the
@@ -221,7 +222,7 @@ def profile(
 
     if fmt not in ("table", "json"):
         raise ConfigError(f"--format {fmt!r} is not supported; use table or json")
-    est = _measured(space, device, threads, cache_dir, quick, fmt == "table", statistic)
+    est = _measured(space, device, threads, cache_dir, quick, fmt == "table", statistic, dtype)
     est.profile_space(networks, seed=seed)
     out: dict = {"space": space, "device": est.fingerprint.label, "table": str(est.table_path),
                  "layers": len(est.table)}
@@ -251,6 +252,7 @@ def lut_check(
     cache_dir: Optional[str] = typer.Option(None, help="Cache folder; default $HWSEARCH_CACHE or ~/.cache/hwsearch."),
     quick: bool = typer.Option(False, help="Few timing samples: a smoke test, not numbers to trust."),
     statistic: str = typer.Option("median", help=_STATISTIC_HELP),
+    dtype: str = typer.Option("fp32", help="Float dtype of full-precision layers: fp32; fp16 or bf16 on cuda."),
     fmt: str = typer.Option("table", "--format", help="table or json."),
 ) -> None:
     """Predict and measure N networks on this machine: share within ±10%, RMSPE, Kendall tau."""
@@ -258,7 +260,7 @@ def lut_check(
 
     if fmt not in ("table", "json"):
         raise ConfigError(f"--format {fmt!r} is not supported; use table or json")
-    est = _measured(space, device, threads, cache_dir, quick, False, statistic)
+    est = _measured(space, device, threads, cache_dir, quick, False, statistic, dtype)
     res = est.check(n, seed=seed, noise_floor=noise_floor)
     if fmt == "json":
         _emit_json(res)

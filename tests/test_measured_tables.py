@@ -151,3 +151,8 @@ def test_sampling_refuses_zero_networks(tmp_path):
 
     with pytest.raises(ConfigError, match="at least 1"):
         estimator(tmp_path).sample(0, 0)
+
+
+def test_half_precision_tables_on_cpu_are_refused_with_the_dtype_it_runs(tmp_path):
+    res = CliRunner().invoke(app, ["lut", "check", "--space", "vit", "--dtype", "fp16", "--cache-dir", str(tmp_path)])
+    assert res.exit_code != 0 and "use fp32" in str(res.exception)

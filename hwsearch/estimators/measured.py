@@ -279,10 +279,10 @@ class MeasuredLatency:
 
 def device_latency_ms(space: str, net: NetSpec, device: str = "cpu", threads: int | None = None,
                       statistic: str = "median", cache_dir: str | os.PathLike | None = None,
-                      measure: bool = False) -> dict[str, float]:
+                      measure: bool = False, dtype: str = "fp32") -> dict[str, float]:
     """Latency of a network on this machine, in ms: ``predicted`` (table + correction), ``lut`` (plain
     table sum) and, with ``measure``, ``measured_layers`` (its layers run back to back as real kernels)."""
-    est = estimator(space, device, threads, statistic, cache_dir)
+    est = estimator(space, device, threads, statistic, cache_dir, dtype)
     feats = est.features(net)
     out = {"predicted": (est.predictor.predict_features(feats) if est.predictor else lut_sum_s(feats)) * 1e3,
            "lut": lut_sum_s(feats) * 1e3}
@@ -306,11 +306,12 @@ _ESTIMATORS: dict[tuple[Any, ...], MeasuredLatency] = {}
 
 
 def estimator(space: str, device: str = "cpu", threads: int | None = None, statistic: str = "median",
-              cache_dir: str | os.PathLike | None = None) -> MeasuredLatency:
+              cache_dir: str | os.PathLike | None = None, dtype: str = "fp32") -> MeasuredLatency:
     """One shared `MeasuredLatency` per process and setup, so the table is read from disk once, not per trial."""
-    key = (space, device, threads, statistic, str(cache_root(cache_dir)))
+    key = (space, device, threads, statistic, str(cache_root(cache_dir)), dtype)
     if key not in _ESTIMATORS:
-        _ESTIMATORS[key] = MeasuredLatency(space, device, threads=threads, statistic=statistic, cache_dir=cache_dir)
+        _ESTIMATORS[key] = MeasuredLatency(space, device, threads=threads, dtype=dtype, statistic=statistic,
+                                           cache_dir=cache_dir)
     return _ESTIMATORS[key]
 
 

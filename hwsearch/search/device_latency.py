@@ -4,7 +4,7 @@ Config::
 
     metrics: [netspec, device]
     hardware:
-      device: cpu                 # or a mapping: {name: cpu, threads: 1, statistic: median, measure: false}
+      device: cpu                 # or {name: cuda, dtype: fp16, threads: 1, statistic: median, measure: false}
       batch: 1                    # optional, shared with the accelerator provider
     constraints: ["latency_ms <= 5"]
 
@@ -31,7 +31,7 @@ from hwsearch.search.metrics import register
 if TYPE_CHECKING:
     from hwsearch.search.config import ExperimentConfig
 
-SETTINGS = ("name", "threads", "statistic", "measure", "cache_dir")
+SETTINGS = ("name", "threads", "dtype", "statistic", "measure", "cache_dir")
 
 
 def device_settings(hardware: Mapping[str, Any]) -> dict[str, Any]:
@@ -48,7 +48,7 @@ def device_settings(hardware: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"hardware.device.name must be cpu or cuda, got {d.get('name')!r}")
     if not isinstance(d.get("measure", False), bool):
         raise ConfigError(f"hardware.device.measure must be true or false, got {d.get('measure')!r}")
-    return {"threads": None, "statistic": "median", "measure": False, "cache_dir": None, **d}
+    return {"threads": None, "dtype": "fp32", "statistic": "median", "measure": False, "cache_dir": None, **d}
 
 
 @register("device")
@@ -59,7 +59,7 @@ def device_metrics(net: NetSpec, config: ExperimentConfig) -> dict[str, float]:
     if batch < 1:
         raise ConfigError(f"hardware.batch={batch} must be a positive integer")
     ms = device_latency_ms(config.space.name, net.with_batch(batch), s["name"], s["threads"], s["statistic"],
-                           s["cache_dir"], s["measure"])
+                           s["cache_dir"], s["measure"], s["dtype"])
     dev = s["name"]
     out = {"latency_ms": ms["predicted"], f"{dev}_latency_ms": ms["predicted"], f"{dev}_lut_latency_ms": ms["lut"]}
     if "measured_layers" in ms:
