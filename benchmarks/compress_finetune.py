@@ -38,6 +38,7 @@ from hwsearch.compress import (
     prunable_layers,
     token_schedule,
 )
+from hwsearch.compress.finetune import FINE_TUNE_LR, fine_tune_recipe
 from hwsearch.data import load_data
 from hwsearch.estimators.counters import count_params, trace_netspec
 from hwsearch.train import Recipe, evaluate, train_and_evaluate
@@ -48,6 +49,7 @@ RELOAD = r"""
 import json, sys, torch
 from hwsearch import spaces
 from hwsearch.compress import Policy, compressed_netspec, nonzero_params, rebuild
+from hwsearch.compress.finetune import FINE_TUNE_LR, fine_tune_recipe
 from hwsearch.data import load_data
 from hwsearch.estimators.counters import count_params, count_macs
 from hwsearch.train import evaluate
@@ -97,7 +99,8 @@ def latency_ms(model: torch.nn.Module, x: torch.Tensor, repeats: int) -> float:
     return statistics.median(times)
 
 
-def run_case(space_name: str, epochs: int, ft_epochs: int, repeats: int, out_dir: Path) -> dict:
+def run_case(space_name: str, epochs: int, ft_epochs: int, repeats: int, out_dir: Path,
+             ft_lr: float = FINE_TUNE_LR) -> dict:
     """Train, compress, fine-tune, export and reload one network; the measured figures."""
     ref, kw = CASES[space_name]
     data = load_data("digits", seed=0)
@@ -115,7 +118,7 @@ def run_case(space_name: str, epochs: int, ft_epochs: int, repeats: int, out_dir
     calib = data.x_train[:256]
     small = apply_policy(model, policy, shape, calib=calib).eval()
     before_ft = evaluate(small, data.x_test, data.y_test)
-    ft = fine_tune(small, data, epochs=ft_epochs, seed=0)
+    ft = fine_tune(small, data, epochs=ft_epochs, seed=0, recipe=fine_tune_recipe(ft_epochs, lr=ft_lr))
     small.eval()
     dense_net, net = trace_netspec(model, shape), compressed_netspec(small, shape)
 
@@ -147,30 +150,32 @@ def run_case(space_name: str, epochs: int, ft_epochs: int, repeats: int, out_dir
         "params": net.params, "nonzero": net.nonzero_params, "avg_w_bits": net.avg_w_bits,
         "weight_bytes": net.weight_bytes, "dense_weight_bytes": dense_net.weight_bytes,
         "lat_dense": latency_ms(model, x, repeats), "lat_pruned": latency_ms(pruned_float, x, repeats),
-        "lat_fakequant": latency_ms(small, x, repeats), "ft_time_s": ft.train_time_s,
+        "lat_fakequant": latency_ms(small, x, repeats), "ft_time_s": ft.train_time_s, "ft_lr": ft_lr,
+        "ft_epochs": ft_epochs,
     }
 
 
-def render(rows: list[dict], epochs: int, ft_epochs: int) -> str:
+def render(rows: list[dict], epochs: int, ft_epochs: int, ft_lr: float) -> str:
     """The BENCHMARKS.md section body."""
     lines = [
         "## Compression: fine-tune, export, reload",
         "",
-        f"Digits at 32x32, base network trained {epochs} epochs, compressed policy fine-tuned {ft_epochs} "
-        "epochs (`fine_tune`, lr 3e-4). Policy: every coupled group at half width (rounded to multiples of 8), "
+        f"Digits at 32x32, base network trained {epochs} epochs, the compressed one fine-tuned with `fine_tune` "
+        "(epochs and learning rate in the table). Policy: every coupled group at half width (rounded to multiples of 8), "
         "2:4 sparsity on pointwise convs, 4-bit (CNN) / 6-bit (ViT) weights, 8-bit first/last layers, 8-bit "
         "activations with MSE clipping; ViT: half the heads in every other block, tokens halved after block 1. "
         "Test accuracy in %; the reload runs in a fresh process from `policy.json` + `choice.json` + "
         "`state_dict.pt`.",
         "",
-        "| network | base | compressed | fine-tuned | reloaded | ONNX (ort) | params == NetSpec | MACs == NetSpec |",
-        "|---|---|---|---|---|---|---|---|",
+        "| network | base | compressed | fine-tune | fine-tuned | reloaded | ONNX (ort) | params == NetSpec | "
+        "MACs == NetSpec |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         rl = r["reloaded"]
         lines.append(
             f"| {r['space']} {r['choice']} | {100 * r['base_acc']:.1f} | {100 * r['before_ft']:.1f} | "
-            f"{100 * r['after_ft']:.1f} | {100 * rl['test_acc']:.1f} | {100 * r['onnx_acc']:.1f} | "
+            f"{r.get('ft_epochs', ft_epochs)} ep, lr {r.get('ft_lr', ft_lr):g} | {100 * r['after_ft']:.1f} | {100 * rl['test_acc']:.1f} | {100 * r['onnx_acc']:.1f} | "
             f"{rl['params'] == rl['net_params'] and rl['nonzero'] == rl['net_nonzero']} ({rl['params']:,}) | "
             f"{rl['macs'] == rl['net_macs']} ({rl['macs']:,}) |"
         )
@@ -200,6 +205,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--ft-epochs", type=int, default=3)
+    p.add_argument("--ft-lr", type=float, default=FINE_TUNE_LR)
     p.add_argument("--repeats", type=int, default=30)
     p.add_argument("--cases", default="ofa-mbv3,vit")
     p.add_argument("--no-write", action="store_true", help="print the section instead of writing BENCHMARKS.md")
@@ -214,17 +220,18 @@ def main(argv: list[str] | None = None) -> None:
     else:
         with tempfile.TemporaryDirectory() as tmp:
             for case in args.cases.split(","):
-                row = run_case(case, args.epochs, args.ft_epochs, args.repeats, Path(tmp))
+                row = run_case(case, args.epochs, args.ft_epochs, args.repeats, Path(tmp), args.ft_lr)
                 print(json.dumps(row), flush=True)
                 if args.rows is not None:
                     with open(args.rows, "a") as f:
                         f.write(json.dumps(row) + "\n")
                 rows.append(row)
-    body = render(rows, args.epochs, args.ft_epochs)
+    body = render(rows, args.epochs, args.ft_epochs, args.ft_lr)
     if args.no_write:
         print(body)
     else:
-        command = f"python -m benchmarks.compress_finetune --epochs {args.epochs} --ft-epochs {args.ft_epochs}"
+        command = (f"python -m benchmarks.compress_finetune --epochs {args.epochs} --ft-epochs {args.ft_epochs} "
+                   f"--ft-lr {args.ft_lr:g}")
         write_section("compress_finetune", body, command)
 
 
