@@ -2,7 +2,8 @@
 
 Public API:
 
-- `LayerPolicy`, `Policy`, `token_schedule` — what to do to each layer (JSON round trip).
+- `LayerPolicy`, `Policy`, `token_schedule` — what to do to each layer, the ViT token schedule and the
+  attention-product bits (JSON round trip).
 - `prunable_layers(model, input_shape)` — the conv/linear layers a policy may address, in execution
   order, each with its traced LayerSpec and the coupled group (leader, unit, units) its width follows.
 - `apply_policy(model, policy, input_shape, calib=None)` — a compressed copy of the model.
@@ -10,7 +11,8 @@ Public API:
 - `compressed_netspec(model, input_shape, policy=None)` — the NetSpec of what the compressed model runs.
 - `calibrate(model, batch)` — activation ranges (min-max or MSE-optimal clipping).
 - `fine_tune(model, data, epochs, ...)` — a few epochs of quantization/sparsity-aware training.
-- `to_int8(model)` — real int8 kernels (torch.ao, CPU) for the 8-bit conv/linear layers.
+- `to_int8(model) -> (model, converted)` — real int8 kernels (torch.ao, qnnpack, CPU) for the layers
+  at 8-bit weights and activations.
 - `export_onnx(model, input_shape, path)` / `onnx_max_error(...)` — ONNX with folded fake quantization.
 """
 
