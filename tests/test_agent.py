@@ -48,7 +48,7 @@ def test_agent_trains_saves_and_resumes_with_its_replay_buffer(problem, tmp_path
     resumed = CompressionAgent.load(tmp_path, env2)
     assert resumed.episodes_done == 4 and resumed.model.replay_buffer.size() == buffer_size
     assert [e.to_dict() for e in env2.history] == [e.to_dict() for e in episodes]
-    for p, q in zip(agent.model.actor.parameters(), resumed.model.actor.parameters()):
+    for p, q in zip(agent.model.actor.parameters(), resumed.model.actor.parameters(), strict=True):
         assert torch.equal(p, q)
     resumed.train(1)
     assert resumed.episodes_done == 5 and len(env2.history) == 5

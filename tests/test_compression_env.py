@@ -95,7 +95,7 @@ def test_observation_reports_budget_removed_so_far(cnn_problem):
         obs, *_ = env.step(np.array([1.0], dtype=np.float32))  # as much pruning as allowed
         removed.append(float(obs[1 + env._features.shape[1]]))
     assert removed[-1] > 0.4
-    assert all(b >= a - 1e-6 for a, b in zip(removed, removed[1:]))
+    assert all(b >= a - 1e-6 for a, b in zip(removed, removed[1:], strict=False))
 
 
 def test_fast_pricing_equals_compressed_netspec_of_the_applied_policy(cnn_problem, vit_problem):

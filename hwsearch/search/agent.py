@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 from scipy.stats import truncnorm
@@ -65,7 +66,7 @@ class AgentConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "AgentConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> AgentConfig:
         """Inverse of `to_dict`; unknown keys are an error."""
         extra = set(d) - set(cls.__dataclass_fields__)
         if extra:
@@ -219,7 +220,7 @@ class CompressionAgent:
         })
 
     @classmethod
-    def load(cls, directory: str | Path, env: CompressionEnv) -> "CompressionAgent":
+    def load(cls, directory: str | Path, env: CompressionEnv) -> CompressionAgent:
         """Rebuild an agent saved by `save` around ``env`` (same network and environment config)."""
         directory = Path(directory)
         try:

@@ -12,8 +12,9 @@ Every metric is non-decreasing in every knob, which lets both bounds be found by
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -122,7 +123,7 @@ class Budget:
         return {"metric": self.metric, "ratio": self.ratio, "value": self.value}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Budget":
+    def from_dict(cls, d: Mapping[str, Any]) -> Budget:
         """Inverse of `to_dict`; unknown keys are an error."""
         extra = set(d) - {"metric", "ratio", "value"}
         if extra:

@@ -15,8 +15,9 @@ The torch side (which layers exist, how a policy is applied and priced) sits beh
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -112,7 +113,7 @@ class EnvConfig:
                 "fixed_a_bits": self.fixed_a_bits, "fixed_w_bits": self.fixed_w_bits}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "EnvConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> EnvConfig:
         """Inverse of `to_dict`; unknown keys are an error."""
         known = set(cls.__dataclass_fields__)
         extra = set(d) - known
@@ -154,7 +155,7 @@ class Episode:
                 "accuracy": self.accuracy, "reward": self.reward, "source": self.source}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Episode":
+    def from_dict(cls, d: Mapping[str, Any]) -> Episode:
         """Inverse of `to_dict`."""
         return cls(int(d["index"]), {k: tuple(int(x) for x in v) for k, v in d["state"].items()},
                    float(d["cost"]), float(d["accuracy"]), float(d["reward"]), str(d.get("source", "agent")))

@@ -14,8 +14,9 @@ from __future__ import annotations
 import json
 import tempfile
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ray.tune.search import Searcher
@@ -58,7 +59,7 @@ class CompressionSettings(BaseModel):
     checkpoint_every: int = Field(5, ge=1, description="episodes between agent checkpoints")
 
     @model_validator(mode="after")
-    def _warmup_fits(self) -> "CompressionSettings":
+    def _warmup_fits(self) -> CompressionSettings:
         if self.warmup_episodes > self.episodes:
             raise ValueError(f"warmup_episodes={self.warmup_episodes} exceeds episodes={self.episodes}")
         return self

@@ -23,8 +23,9 @@ without shrinking, and is tested against `apply_policy` / `compressed_netspec`:
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -36,7 +37,7 @@ from hwsearch.compress.graph import Group, analyse, attention_modules
 from hwsearch.compress.quant import fake_quant_weight, weight_scale
 from hwsearch.errors import SpecError
 from hwsearch.estimators.counters import trace_netspec
-from hwsearch.ir import LayerSpec, NetSpec
+from hwsearch.ir import NetSpec
 from hwsearch.search.compression_budget import State
 from hwsearch.search.compression_env import FLOAT_BITS, Slot
 from hwsearch.train import evaluate
@@ -94,7 +95,7 @@ def _channel_masks(model: nn.Module, groups: list[Group], dg: tp.DependencyGraph
             if isinstance(target, nn.Conv2d) and target.groups != 1:
                 continue
             cols: list[list[int]] = [[] for _ in range(group.units)]
-            for idx, root in zip(idxs, item.root_idxs):
+            for idx, root in zip(idxs, item.root_idxs, strict=True):
                 cols[int(root)].append(int(idx))
             consumers.append(_ColumnMask(names[target], tuple(tuple(c) for c in cols)))
         masks[group.leader] = _GroupMask(group.leader, group.units, order, tuple(consumers))
@@ -206,8 +207,8 @@ class TorchProblem:
                     if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None}
 
     @classmethod
-    def from_trained(cls, net: "TrainedNetwork", val_samples: int | None = None, calib_samples: int = 128,
-                     **kw: object) -> "TorchProblem":
+    def from_trained(cls, net: TrainedNetwork, val_samples: int | None = None, calib_samples: int = 128,
+                     **kw: object) -> TorchProblem:
         """The problem of a cached trained network: reward on the first ``val_samples`` of its validation
         split, BatchNorm re-estimated on the first ``calib_samples`` training images."""
         d = net.data
@@ -376,7 +377,7 @@ def recalibrate_batchnorm(model: nn.Module, batch: torch.Tensor) -> nn.Module:
         m.train()
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     model(batch.to(device))
-    for m, mom in zip(bns, momenta):
+    for m, mom in zip(bns, momenta, strict=True):
         m.momentum = mom
         m.eval()
     model.train(was)

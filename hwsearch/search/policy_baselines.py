@@ -14,7 +14,7 @@ one count of evaluations every method is held to; every policy goes through the 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -123,7 +123,7 @@ def tpe(env: CompressionEnv, evaluations: int, seed: int) -> list[Episode]:
     study = optuna.create_study(direction="maximize", sampler=sampler)
     out: list[Episode] = []
 
-    def objective(trial: "optuna.Trial") -> float:
+    def objective(trial: optuna.Trial) -> float:
         actions = np.array([[trial.suggest_float(f"l{i}_{k}", -1.0, 1.0) for k in env.knobs]
                             for i in env.steps])
         episode = env.record(env.state_from_actions(actions), source="tpe")
