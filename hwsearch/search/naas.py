@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -58,6 +58,7 @@ class NaasSettings(BaseModel):
     inner_population: int = Field(32, ge=4, description="inner (sub-network, bits) population")
     inner_generations: int = Field(6, ge=0, description="inner generations after the random first one")
     inner_front: int = Field(24, ge=1, description="triples a trial keeps from its front")
+    warm_start: int = Field(8, ge=0, description="front triples found so far that start each inner search")
     bits: tuple[int, ...] = Field((4, 6, 8), description="bit-width options of each layer group")
     accelerator: dict[str, Any] = Field(default_factory=dict,
                                         description="accelerator space: genes, clock_hz, tech, max_area_mm2, max_power_w")
@@ -72,7 +73,7 @@ class NaasSettings(BaseModel):
     def outer(self) -> OuterSettings:
         """The evolution's settings."""
         return OuterSettings(self.population, self.generations, self.parents, self.sigma, self.crossover,
-                             tuple(self.seed_presets), self.top_k)
+                             tuple(self.seed_presets), self.top_k, self.warm_start)
 
     def inner(self) -> InnerSettings:
         """The inner search's settings."""
@@ -159,10 +160,11 @@ class NaasRun:
 
 
 def evaluate_accelerator(problem: CoSearchProblem, accel_space: AcceleratorSpace, choice: Mapping[str, Any],
-                         inner: InnerSettings, seed: int) -> tuple[InnerResult, Accelerator]:
+                         inner: InnerSettings, seed: int,
+                         seeds: Sequence[Mapping[str, Any]] = ()) -> tuple[InnerResult, Accelerator]:
     """One accelerator trial: the inner search on the accelerator ``choice`` describes."""
     accel = accel_space.to_accelerator(choice)
-    return inner_search(problem, accel, inner, np.random.default_rng(seed)), accel
+    return inner_search(problem, accel, inner, np.random.default_rng(seed), seeds), accel
 
 
 def run_naas(problem: CoSearchProblem, settings: NaasSettings, seed: int = 0, state_path: str | Path | None = None,
@@ -185,7 +187,8 @@ def run_naas(problem: CoSearchProblem, settings: NaasSettings, seed: int = 0, st
         if proposal == WAIT:  # cannot happen sequentially: every proposal is answered before the next
             raise RunError("NAAS evolution is waiting on a trial that never finished")
         k += 1
-        result, _ = evaluate_accelerator(problem, space, proposal["accel"], settings.inner(), proposal["seed"])
+        result, _ = evaluate_accelerator(problem, space, proposal["accel"], settings.inner(), proposal["seed"],
+                                         proposal.get("seeds", ()))
         evaluations += result.evaluations
         evo.tell(tid, result.hypervolume, [t.to_dict() for t in result.front], {"evaluations": result.evaluations})
         if state_path is not None:

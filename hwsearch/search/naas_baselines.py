@@ -66,8 +66,7 @@ def nsga2_joint(problem: CoSearchProblem, accel_space: AcceleratorSpace, evaluat
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = optuna.samplers.NSGAIISampler(population_size=population, seed=seed,
-                                            constraints_func=lambda t: t.user_attrs["violation"])
+    sampler = optuna.samplers.NSGAIISampler(population_size=population, seed=seed)
     study = optuna.create_study(directions=["maximize", "minimize", "minimize"], sampler=sampler)
     a_dims, q_dims = accel_space.dims, problem.space.dims
     out: list[Triple] = []
@@ -78,7 +77,7 @@ def nsga2_joint(problem: CoSearchProblem, accel_space: AcceleratorSpace, evaluat
         a_choice = accel_space.decode(a_idx)
         accel = accel_space.to_accelerator(a_choice)
         violation = _violation(accel, accel_space)
-        trial.set_user_attr("violation", [violation])
+        trial.set_constraint("area_power", violation)
         choice = problem.space.decode(q_idx)
         row = problem.evaluate(accel, [choice])
         if violation <= 0:

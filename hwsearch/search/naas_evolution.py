@@ -27,6 +27,7 @@ from hwsearch.errors import RunError
 from hwsearch.hwmodel import Accelerator
 from hwsearch.io import atomic_write_text
 from hwsearch.search.naas_inner import Reference, Triple, front_of
+from hwsearch.search.naas_pareto import rank_select
 from hwsearch.spaces.accelerator import AcceleratorSpace
 
 STATE_VERSION = 1
@@ -45,6 +46,7 @@ class OuterSettings:
     crossover: float = 0.5
     seed_presets: tuple[str, ...] = ("eyeriss", "nvdla-small", "edge-systolic", "bitfusion")
     top_k: int = 3
+    warm_start: int = 8
 
     @property
     def trials(self) -> int:
@@ -125,7 +127,17 @@ class NaasEvolution:
                     break
             else:
                 choice = self.space.sample_feasible(rng)
-        return {"accel": choice, "generation": self.generation, "seed": int(rng.integers(2**31))}
+        return {"accel": choice, "generation": self.generation, "seed": int(rng.integers(2**31)),
+                "seeds": self.elite_choices(self.settings.warm_start)}
+
+    def elite_choices(self, k: int) -> list[dict[str, Any]]:
+        """Up to ``k`` (sub-network, bits) choices spread over the union front found so far (the inner
+        search of the next accelerator starts from them)."""
+        front = front_of(self.triples())
+        if k <= 0 or not front:
+            return []
+        pts = np.array([[-t.accuracy, t.latency_ms, t.energy_mj] for t in front])
+        return [dict(front[i].choice) for i in rank_select(pts, k)]
 
     def _child(self, rng: np.random.Generator, seen: set[tuple]) -> dict[str, Any] | None:
         ranked = self.ranked_designs()

@@ -314,10 +314,15 @@ class InnerResult:
 
 
 def inner_search(problem: CoSearchProblem, accel: Accelerator, settings: InnerSettings,
-                 rng: np.random.Generator) -> InnerResult:
-    """NSGA-II-style evolution of (sub-network, bits) for one accelerator; returns its Pareto front."""
+                 rng: np.random.Generator, seeds: Sequence[Mapping[str, Any]] = ()) -> InnerResult:
+    """NSGA-II-style evolution of (sub-network, bits) for one accelerator; returns its Pareto front.
+
+    ``seeds`` (at most half the population) start the population beside random choices: the outer
+    loop passes the best triples found on earlier accelerators, so the network search is not
+    restarted from nothing for every accelerator."""
     space, P = problem.space, settings.population
-    pop = [space.sample(rng) for _ in range(P)]
+    start = [space.validate(c) for c in list(seeds)[: P // 2]]
+    pop = start + [space.sample(rng) for _ in range(P - len(start))]
     rows = problem.evaluate(accel, pop)
     archive, arch_rows = list(pop), rows
     for _ in range(settings.generations):

@@ -162,7 +162,8 @@ class NaasEvaluator(Evaluator):
 
         s: NaasSettings = assets.settings
         space = s.space()
-        result, accel = evaluate_accelerator(assets.problem, space, params["accel"], s.inner(), int(params["seed"]))
+        result, accel = evaluate_accelerator(assets.problem, space, params["accel"], s.inner(), int(params["seed"]),
+                                             params.get("seeds", ()))
         front = list(result.front)
         rep = representative(front)
         q = assets.problem.space
