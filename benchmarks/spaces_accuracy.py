@@ -16,12 +16,16 @@ import json
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-from hwsearch import spaces
-from hwsearch.data import load_data
-from hwsearch.train import Recipe, train_and_evaluate
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
+
+from benchmarks.report import write_section  # noqa: E402
+from hwsearch import spaces  # noqa: E402
+from hwsearch.data import load_data  # noqa: E402
+from hwsearch.train import Recipe, train_and_evaluate  # noqa: E402
 
 SECTION = "spaces_accuracy"
 
@@ -95,8 +99,6 @@ def main(argv: list[str] | None = None) -> None:
         body = markdown(rows, args.data)
         print(body)
         if not args.no_write:
-            from benchmarks.report import write_section
-
             write_section(f"{SECTION}:{name}", body,
                           "python benchmarks/spaces_accuracy.py " + " ".join(sys.argv[1:]))
 
