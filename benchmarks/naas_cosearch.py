@@ -43,7 +43,7 @@ def problem_from_config(config: Path, folder: Path):
     build_assets(folder, space["name"], space.get("options", {}), data.get("source", "digits"), data.get("seed", 0),
                  settings, seed=0, progress=lambda line: print(f"  {line}", flush=True))
     assets = open_assets(folder, data.get("source", "digits"), data.get("seed", 0), space.get("options", {}))
-    return assets.problem, settings
+    return assets.problem, settings, assets
 
 
 def hv(problem, triples: list[Triple]) -> float:
@@ -67,7 +67,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
 
-    problem, base = problem_from_config(Path(args.config), Path(args.assets))
+    problem, base, assets = problem_from_config(Path(args.config), Path(args.assets))
     if args.acc_floor is not None:
         r = problem.reference
         problem.reference = Reference(args.acc_floor, r.latency_ms, r.energy_mj)
@@ -108,12 +108,21 @@ def main() -> None:
               f"vs Eyeriss at {100 * ae:.1f}%: {edp_gain_eyeriss[-1]:.2f}x", flush=True)
 
     med = statistics.median
+    pred_acc = json.loads((Path(args.assets) / "predictor.json").read_text())["val_acc"]
     lines = [
         f"Budget: {budget} (sub-network, bits, accelerator) evaluations per method and seed "
         f"(NAAS: {settings.population} x {settings.generations} accelerators x {settings.inner().evaluations} inner "
         f"evaluations); seeds {args.seeds}; objectives accuracy (predicted: supernet predictor minus measured "
         f"bits penalty), latency and energy from the accelerator model; fixed reference box "
         f"{json.dumps(problem.reference.to_dict())}; medians over seeds.",
+        "",
+        f"Accuracy model: supernet trained with the `{assets.settings.supernet_schedule}` schedule; its "
+        f"predictor was fitted on {assets.info['predictor']['samples']} measured sub-networks (val accuracy "
+        f"{100 * min(pred_acc):.1f}-{100 * max(pred_acc):.1f}%, hold-out MAE "
+        f"{100 * assets.info['predictor']['holdout_mae']:.1f} points)."
+        + (" The `tiny` schedule (8 steps) leaves every sub-network near chance, so the accuracy axis is "
+           "almost flat and these hypervolumes mostly rank the searches on latency and energy."
+           if assets.settings.supernet_schedule == "tiny" else ""),
         "",
         "| method | hypervolume (median) | NAAS / method (median of per-seed ratios) | seconds (median) |",
         "|---|---|---|---|",

@@ -130,6 +130,15 @@ class NaasEvolution:
         return {"accel": choice, "generation": self.generation, "seed": int(rng.integers(2**31)),
                 "seeds": self.elite_choices(self.settings.warm_start)}
 
+    def complete(self) -> bool:
+        """Whether every accelerator and every refinement has been proposed and answered (no side effects)."""
+        s = self.settings
+        accel = [t for t, p in self.proposals.items() if "accel" in p]
+        if len(accel) < s.population * s.generations or any(t not in self.results for t in accel):
+            return False
+        refines = [t for t, p in self.proposals.items() if "refine" in p]
+        return len(refines) >= len(self.top_triples()) and all(t in self.results for t in refines)
+
     def elite_choices(self, k: int) -> list[dict[str, Any]]:
         """Up to ``k`` (sub-network, bits) choices spread over the union front found so far (the inner
         search of the next accelerator starts from them)."""

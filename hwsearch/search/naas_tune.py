@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import math
+import threading
+import time
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -33,7 +35,6 @@ class NaasSearcher(Searcher):
         self.evolution = evolution
         self.run_dir = str(run_dir)
         self.reported = False
-        self._polls = 0
 
     @property
     def assets(self) -> str:
@@ -46,11 +47,6 @@ class NaasSearcher(Searcher):
         if proposal == WAIT:
             return None
         if proposal == FINISHED:
-            if not self.reported:
-                if not self._all_recorded() and self._polls < 200:
-                    self._polls += 1
-                    return None  # the run table is written by a callback; report once it has every trial
-                self._final_report()
             return Searcher.FINISHED
         return {**proposal, "assets": self.assets}
 
@@ -63,20 +59,33 @@ class NaasSearcher(Searcher):
             return False
         return set(self.evolution.proposals) <= set(df["trial_id"].astype(str)) if not df.empty else False
 
-    def _final_report(self) -> None:
-        """Final front, plot and export of the best measured pair, once (see `naas_report`)."""
+    def _start_final_report(self) -> None:
+        """Once the last trial is in: final front, plot and export of the best measured pair.
+
+        Tune tells the searcher about a trial before the engine's callback records it in the run
+        table, and stops asking for proposals once the budget is spent, so the report runs in a
+        (non-daemon) thread that waits for the table to hold every trial; the process exits after it."""
+        self.reported = True
+        evo = self.evolution
+        predicted = evo.front()
+        fitness = {t: r["fitness"] for t, r in evo.results.items() if "accel" in evo.proposals[t]}
+        threading.Thread(target=self._final_report, args=(predicted, fitness), name="naas-report").start()
+
+    def _final_report(self, predicted: list, fitness: dict) -> None:
         from hwsearch.errors import HwsearchError
         from hwsearch.search.naas_report import write_report
 
-        evo = self.evolution
-        fitness = {t: r["fitness"] for t, r in evo.results.items() if "accel" in evo.proposals[t]}
+        for _ in range(600):
+            if self._all_recorded():
+                break
+            time.sleep(0.2)
         try:
-            summary = write_report(self.run_dir, evo.front(), fitness)
-            _say(f"final front: {len(summary['final_front'])} measured triple(s); best pair "
-                 f"{summary['best']} exported to {Path(self.run_dir) / 'exports' / 'best'}")
+            summary = write_report(self.run_dir, predicted, fitness)
+            _say(f"final front: {len(summary['final_front'])} measured triple(s) in "
+                 f"{Path(self.run_dir) / 'naas' / 'front.json'}; best pair {summary['best']} exported to "
+                 f"{Path(self.run_dir) / 'exports' / 'best'}")
         except (HwsearchError, OSError) as e:
             _say(f"could not write the final report: {e}")
-        self.reported = True
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         """Record the trial's fitness and front (read from its folder); a failed trial has no fitness."""
@@ -85,14 +94,15 @@ class NaasSearcher(Searcher):
             return
         if error or not result:
             evo.tell(trial_id, None)
-            return
-        if "accel" in evo.proposals[trial_id]:
+        elif "accel" in evo.proposals[trial_id]:
             front = _read_front(Path(self.run_dir) / "trials" / trial_id)
             evo.tell(trial_id, float(result.get("hypervolume", 0.0)), front,
                      {"evaluations": int(result.get("evaluations", 0))})
         else:
             evo.tell(trial_id, float(result.get("accuracy", math.nan)), [],
                      {k: float(result[k]) for k in ("accuracy", "latency_ms", "energy_mj") if k in result})
+        if not self.reported and evo.complete():
+            self._start_final_report()
 
     def save(self, checkpoint_path: str) -> None:
         """Write the evolution's state as JSON (no pickle)."""
