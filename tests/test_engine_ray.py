@@ -31,7 +31,7 @@ def ray_local():
     from hwsearch.search import driver  # noqa: F401  (sets Ray's environment before init)
 
     ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False,
-             _node_ip_address="127.0.0.1", logging_level="error")
+             logging_level="error")
     yield
     ray.shutdown()
 

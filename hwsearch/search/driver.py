@@ -25,6 +25,9 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "60")
+# Ray lowers its workers' priority (nice 15) to keep the driver responsive; here the trials are the
+# work and the driver mostly waits, so on a shared machine they should not starve behind other jobs.
+os.environ.setdefault("RAY_worker_niceness", "0")
 
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
@@ -129,12 +132,24 @@ def init_ray(address: str | None, config: ExperimentConfig) -> bool:
         # Ray's servers listen on every interface (it swaps 127.0.0.1 for a reachable address), so a
         # local instance gets a random token that only this process and its Ray children know.
         if not os.environ.get("RAY_AUTH_MODE"):
-            os.environ["RAY_AUTH_MODE"] = "token"
-            os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+            _enable_token_auth()
         need = config.ray.workers * config.ray.cpus_per_trial
         ray.init(address="local", num_cpus=max(os.cpu_count() or 1, int(need + 0.999)),
                  num_gpus=None if config.ray.gpus_per_trial else 0, **common)
     return True
+
+
+def _enable_token_auth() -> None:
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+    try:
+        # Ray caches its config when imported; reloading it is what `ray get-auth-token` set-up does.
+        from ray._raylet import Config
+
+        Config.initialize("")
+    except (ImportError, AttributeError):
+        # A Ray without token support: run without it rather than fail to start.
+        del os.environ["RAY_AUTH_MODE"], os.environ["RAY_AUTH_TOKEN"]
 
 
 def _trainable(run: RunDir, config: ExperimentConfig):
