@@ -19,7 +19,7 @@ def test_default_config_loads_and_is_the_packaged_copy():
     cfg = load_config()
     assert default_config_path() == ROOT / "configs" / "default.yaml"
     assert (ROOT / "hwsearch" / "configs" / "default.yaml").read_text() == default_config_path().read_text()
-    assert cfg.space.name == "ofa-mbv3" and cfg.primary.metric == "val_acc"
+    assert cfg.space.name == "ofa-mbv3" and cfg.searcher.name == "naas" and cfg.primary.metric == "accuracy"
 
 
 def test_every_shipped_config_is_valid():
