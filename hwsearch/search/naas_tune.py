@@ -170,7 +170,7 @@ class NaasEvaluator(Evaluator):
         from hwsearch.hwmodel import hardware_metrics
         from hwsearch.search.naas import evaluate_accelerator
 
-        s: NaasSettings = assets.settings
+        s = NaasSettings.model_validate(ctx.config.searcher.settings)  # this run's settings, not the assets'
         space = s.space()
         result, accel = evaluate_accelerator(assets.problem, space, params["accel"], s.inner(), int(params["seed"]),
                                              params.get("seeds", ()))
@@ -196,7 +196,7 @@ class NaasEvaluator(Evaluator):
     def _refine(self, params: Mapping[str, Any], assets: Any, ctx: TrialContext) -> Evaluation:
         from hwsearch.search.naas_refine import RefineSettings, refine
 
-        s: NaasSettings = assets.settings
+        s = NaasSettings.model_validate(ctx.config.searcher.settings)  # this run's settings, not the assets'
         triple = Triple.from_dict(params["refine"])
         rs = RefineSettings(agent_episodes=s.agent_episodes, finetune_epochs=s.finetune_epochs,
                             seed=int(params.get("seed", 0)) % (2**31))
