@@ -212,6 +212,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rows", type=Path, default=None,
                    help="append each case's figures to this JSON-lines file; with --from-rows, render it only")
     p.add_argument("--from-rows", action="store_true", help="write the section from --rows without running")
+    p.add_argument("--note", default="", help="a paragraph reading the figures, appended to the section")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     rows = []
@@ -226,7 +227,7 @@ def main(argv: list[str] | None = None) -> None:
                     with open(args.rows, "a") as f:
                         f.write(json.dumps(row) + "\n")
                 rows.append(row)
-    body = render(rows, args.epochs, args.ft_epochs, args.ft_lr)
+    body = render(rows, args.epochs, args.ft_epochs, args.ft_lr) + ("\n\n" + args.note if args.note else "")
     if args.no_write:
         print(body)
     else:

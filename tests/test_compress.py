@@ -516,3 +516,28 @@ def test_fine_tuning_keeps_masks_and_the_reloaded_export_reproduces_its_test_acc
     assert float((model.head.qweight() * (1 - model.head.weight_mask)).abs().sum()) == 0.0
     again = rebuild(_cnn(), policy, CNN_SHAPE, model.state_dict())
     assert evaluate(again, data.x_test, data.y_test) == result.test_acc
+
+
+def test_pruning_channels_that_carry_nothing_leaves_the_outputs_unchanged():
+    model = _cnn()
+    block = model.blocks[0]
+    dead = torch.arange(0, 32, 2)  # half of the expand group's channels
+    with torch.no_grad():
+        for bn in (block.bn1, block.bn2):
+            bn.running_mean.uniform_(-1, 1)
+            bn.running_var.uniform_(0.5, 2)
+            bn.bias.uniform_(-0.5, 0.5)
+            bn.running_mean[dead] = 0
+            bn.bias[dead] = 0
+            bn.weight[dead] = 0
+        block.expand.weight[dead] = 0
+        block.dw.weight[dead] = 0
+        block.fc2.weight[dead] = 0
+        block.fc2.bias[dead] = 0
+        block.fc1.weight[:, dead] = 0
+        block.project.weight[:, dead] = 0
+    small = apply_policy(model, Policy({"blocks.0.expand": LayerPolicy(keep=0.5)}), CNN_SHAPE)
+    assert small.blocks[0].expand.out_channels == 16
+    x = _batch(CNN_SHAPE)
+    with torch.no_grad():
+        assert torch.allclose(small(x), model(x), atol=1e-5)

@@ -15,7 +15,7 @@ import torch
 
 MSE_GRID = 64  # clipping candidates, geometrically spaced from 1% to 100% of the min-max range
 MSE_MIN_RATIO = 0.01
-MSE_SAMPLES = 1 << 14  # activation values the range search scores (evenly strided over the batch)
+MSE_SAMPLES = 1 << 14  # activation values the range search scores (a fixed random subset of the batch)
 
 
 class _RoundSTE(torch.autograd.Function):
@@ -95,13 +95,17 @@ def act_range(samples: torch.Tensor, bits: int, clip: str = "mse") -> tuple[floa
     """Clipping range [lo, hi] of an activation from calibration ``samples``: min-max or MSE-optimal.
 
     The MSE search shrinks the min-max range by a common factor (64 candidates, 1.0 included) and
-    scores them on at most 16,384 evenly strided samples, on which its error is never above min-max's.
+    scores them on at most 16,384 samples (a fixed random subset), on which its error is never above
+    min-max's.
     """
     x = samples.detach().reshape(-1).float()
     lo, hi = float(torch.clamp(x.min(), max=0.0)), float(torch.clamp(x.max(), min=0.0))
     if clip != "mse" or hi - lo <= 0:
         return lo, hi
-    x = x[:: -(-x.numel() // MSE_SAMPLES)]
+    if x.numel() > MSE_SAMPLES:
+        # A fixed random subset: a stride over an NCHW tensor can alias onto a few channels or positions.
+        gen = torch.Generator(device="cpu").manual_seed(0)
+        x = x[torch.randint(0, x.numel(), (MSE_SAMPLES,), generator=gen).to(x.device)]
     ratios = torch.tensor(_clip_ratios(), device=x.device)
     los, his = lo * ratios, hi * ratios
     scale, zero = act_params(los, his, bits)
