@@ -57,9 +57,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--config", default=str(ROOT / "configs" / "naas.yaml"))
-    ap.add_argument("--population", type=int, default=6, help="NAAS accelerators per generation")
+    ap.add_argument("--population", type=int, default=8, help="NAAS accelerators per generation")
     ap.add_argument("--generations", type=int, default=2)
-    ap.add_argument("--inner-population", type=int, default=16)
+    ap.add_argument("--inner-population", type=int, default=8)
     ap.add_argument("--inner-generations", type=int, default=3)
     ap.add_argument("--assets", default=str(ROOT / "runs" / "bench-naas-assets"))
     ap.add_argument("--acc-floor", type=float, default=None, help="accuracy at the reference point (default: config)")
@@ -110,6 +110,8 @@ def main() -> None:
     med = statistics.median
     pred_acc = json.loads((Path(args.assets) / "predictor.json").read_text())["val_acc"]
     lines = [
+        "## NAAS co-search vs NSGA-II, random and network-only-on-presets (equal evaluation budgets)",
+        "",
         f"Budget: {budget} (sub-network, bits, accelerator) evaluations per method and seed "
         f"(NAAS: {settings.population} x {settings.generations} accelerators x {settings.inner().evaluations} inner "
         f"evaluations); seeds {args.seeds}; objectives accuracy (predicted: supernet predictor minus measured "
@@ -146,8 +148,7 @@ def main() -> None:
     body = "\n".join(lines)
     print(body)
     if not args.no_write:
-        write_section("NAAS co-search vs baselines", body,
-                      "python benchmarks/naas_cosearch.py --seeds " + " ".join(map(str, args.seeds)))
+        write_section("NAAS co-search vs baselines", body, "python benchmarks/naas_cosearch.py " + " ".join(sys.argv[1:]))
 
 
 if __name__ == "__main__":
