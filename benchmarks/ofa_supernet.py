@@ -13,7 +13,7 @@ For each space (``ofa-mbv3`` and ``vit`` at the `COMPACT` sizes for 8x8 digits):
    Eyeriss model's latency; the limit is the 25th percentile of random sub-networks) with OFA's
    evolution and with random search at the same number of predictor queries, and measures the winners.
 
-    .venv/bin/python benchmarks/ofa_supernet.py [--spaces ofa-mbv3 vit] [--schedule fast] [--random 20]
+    .venv/bin/python -m benchmarks.ofa_supernet [--spaces ofa-mbv3 vit] [--schedule fast] [--random 20]
         [--samples 150] [--queries 1000] [--seeds 0 1 2] [--threads 1] [--no-write]
 """
 
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks.report import write_section
 
         section = SECTION if len(args.spaces) == 2 else f"{SECTION}_{'_'.join(args.spaces)}"
-        write_section(section, body, "python benchmarks/ofa_supernet.py " + " ".join(sys.argv[1:]))
+        write_section(section, body, "python -m benchmarks.ofa_supernet " + " ".join(sys.argv[1:]))
     return 0
 
 
