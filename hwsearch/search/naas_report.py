@@ -81,6 +81,7 @@ def plot_fronts(predicted: Sequence[Triple], measured: pd.DataFrame, path: Path,
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     for ax, x, label in ((axes[0], "latency_ms", "latency (ms)"), (axes[1], "energy_mj", "energy (mJ)")):
@@ -95,6 +96,10 @@ def plot_fronts(predicted: Sequence[Triple], measured: pd.DataFrame, path: Path,
             ax.scatter(measured[x], 100 * measured["accuracy"], s=50, c="tab:red", marker="*",
                        label="refined (measured test)")
         ax.set_xscale("log")
+        # labelled ticks at 1, 2 and 5 per decade: a front often spans less than one decade
+        ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel(label)
         ax.set_ylabel("top-1 accuracy (%)")
         ax.grid(alpha=0.3)
