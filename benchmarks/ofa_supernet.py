@@ -33,7 +33,14 @@ from hwsearch.estimators.accuracy_predictor import fit_and_report
 from hwsearch.hwmodel import Accelerator, network_cost
 from hwsearch.ir import NetSpec
 from hwsearch.search.evolution import Constraints, EvolutionSettings, Feasibility, evolve, random_search
-from hwsearch.spaces.supernet import COMPACT, accuracies, load_or_train, sample_choices, schedule, subnet_accuracy
+from hwsearch.spaces.supernet import (
+    COMPACT,
+    accuracies,
+    load_or_train,
+    sample_choices,
+    schedule,
+    subnet_accuracy,
+)
 from hwsearch.train import train_and_evaluate
 
 SECTION = "ofa_supernet"

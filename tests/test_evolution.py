@@ -9,7 +9,14 @@ import pytest
 
 from hwsearch import spaces
 from hwsearch.errors import ConfigError
-from hwsearch.search.evolution import Constraints, Evolution, EvolutionSettings, Feasibility, evolve, random_search
+from hwsearch.search.evolution import (
+    Constraints,
+    Evolution,
+    EvolutionSettings,
+    Feasibility,
+    evolve,
+    random_search,
+)
 
 OPTIONS = {"in_channels": 1, "resolutions": [8, 12], "stem_width": 8, "first_width": 8,
            "widths": [8, 16, 24, 32, 48], "head_width": 96}

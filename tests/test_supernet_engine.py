@@ -11,9 +11,9 @@ import yaml
 
 from hwsearch import spaces
 from hwsearch.search.config import parse_config
+from hwsearch.search.supernet_eval import SCHEDULE
 from hwsearch.spaces.supernet import SuperNet, schedule, supernet_key
 from hwsearch.spaces.supernet.cache import save_supernet
-from hwsearch.search.supernet_eval import SCHEDULE
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -82,7 +83,7 @@ class AccuracyPredictor:
     @classmethod
     def fit(cls, space: SearchSpace, choices: Sequence[Mapping[str, Any]], accuracies: Sequence[float],
             hidden: Sequence[int] = (400, 400, 400), epochs: int = 400, lr: float = 1e-3,
-            weight_decay: float = 1e-4, batch_size: int = 256, seed: int = 0) -> "AccuracyPredictor":
+            weight_decay: float = 1e-4, batch_size: int = 256, seed: int = 0) -> AccuracyPredictor:
         """Fit an MLP on measured (choice, accuracy) pairs (Adam, mean squared error on standardised targets)."""
         import torch
         from torch import nn
@@ -99,7 +100,7 @@ class AccuracyPredictor:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             mods: list[nn.Module] = []
-            for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
+            for i, (a, b) in enumerate(zip(sizes, sizes[1:], strict=False)):
                 mods.append(nn.Linear(a, b))
                 if i < len(sizes) - 2:
                     mods.append(nn.ReLU())
@@ -141,7 +142,7 @@ class AccuracyPredictor:
                 "layers": [{"w": w.tolist(), "b": b.tolist()} for w, b in self.layers]}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], space: SearchSpace) -> "AccuracyPredictor":
+    def from_dict(cls, d: Mapping[str, Any], space: SearchSpace) -> AccuracyPredictor:
         """Inverse of `to_dict`; refuses a predictor fitted on another space or encoding."""
         if d.get("format_version") != FORMAT_VERSION:
             raise CorruptTable(f"accuracy predictor format {d.get('format_version')!r} is not {FORMAT_VERSION}")
@@ -157,7 +158,7 @@ class AccuracyPredictor:
         atomic_write_json(path, self.to_dict(), indent=None)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, space: SearchSpace) -> "AccuracyPredictor":
+    def load(cls, path: str | os.PathLike, space: SearchSpace) -> AccuracyPredictor:
         """Read a predictor written by `save`."""
         try:
             with open(path) as f:

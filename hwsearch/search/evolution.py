@@ -18,8 +18,9 @@ the same number of score queries.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -223,7 +224,7 @@ def evolve(space: SearchSpace, score: ScoreFn, settings: EvolutionSettings = Evo
     while len(scores) < limit:
         batch = evo.next_generation()[:limit - len(scores)]
         values = np.asarray(score(batch), dtype=float)
-        for c, v in zip(batch, values):
+        for c, v in zip(batch, values, strict=True):
             evo.tell(c, v)
         scores.extend(values.tolist())
     choice, best = evo.best()

@@ -39,7 +39,7 @@ class EvolutionSearcher(Searcher):
 
     def _params(self, choice: dict[str, Any]) -> dict[str, Any]:
         idx = self.space.encode(choice)
-        return {"choice": {d.name: int(i) for d, i in zip(self.space.dims, idx)}}
+        return {"choice": {d.name: int(i) for d, i in zip(self.space.dims, idx, strict=True)}}
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         """Tell the evolution the trial's primary objective (a failed trial scores worst)."""

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any
 
 from hwsearch.search.evaluators import Evaluation, Evaluator, TrialContext, choice_from_params, register
 from hwsearch.spaces.supernet import CachedSupernet, load_or_train

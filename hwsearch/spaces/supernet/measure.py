@@ -7,7 +7,8 @@ the supernet and that of the extracted module are then the same number.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch

@@ -16,7 +16,7 @@ weights and the transformation matrices.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -63,7 +63,7 @@ class KernelTransforms(nn.Module):
         self.matrices = nn.ParameterDict()
         for name, shape in weights.items():
             steps = [s for s in self.sizes if s <= shape[-1]]
-            for big, small in zip(steps[::-1], steps[::-1][1:]):
+            for big, small in zip(steps[::-1], steps[::-1][1:], strict=False):
                 self.matrices[f"{param_key(name)}__{big}to{small}"] = nn.Parameter(torch.eye(small * small))
 
     def transform(self, name: str, weight: torch.Tensor, k: int) -> torch.Tensor:
@@ -89,7 +89,7 @@ def cut(name: str, full: torch.Tensor, shape: Sequence[int], kernels: KernelTran
         chunks: Mapping[str, tuple[int, int]]) -> torch.Tensor:
     """The sub-network tensor called ``name`` of ``shape``, read from the supernet tensor ``full``."""
     shape = tuple(int(s) for s in shape)
-    if full.dim() != len(shape) or any(s > f for s, f in zip(shape, full.shape)):
+    if full.dim() != len(shape) or any(s > f for s, f in zip(shape, full.shape, strict=True)):
         raise SpecError(f"sub-network tensor {name!r} has shape {shape}, which does not fit inside the "
                         f"supernet's {tuple(full.shape)}; is the choice from the supernet's space?")
     if tuple(full.shape) == shape:

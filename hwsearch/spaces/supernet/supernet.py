@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -153,7 +154,7 @@ class SuperNet(nn.Module):
                 functional_call(skel, {**weights, **buffers}, (images[start:start + batch_size].to(device),),
                                 strict=True)
         finally:
-            for m, mom in zip(bns, momenta):
+            for m, mom in zip(bns, momenta, strict=True):
                 m.momentum = mom
             self.train(was_training)
         return buffers

@@ -14,8 +14,9 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -116,7 +117,7 @@ class TrainingLog:
         return {"seconds": self.seconds, "phases": [p.to_dict() for p in self.phases]}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "TrainingLog":
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainingLog:
         """Inverse of `to_dict`."""
         return cls(tuple(PhaseLog(**p) for p in d.get("phases", ())))
 
@@ -161,7 +162,6 @@ def train_supernet(
     recipe = plan.recipe
     device = pick_device(recipe.device)
     supernet.to(device)
-    space = supernet.space
     phases = [(name, epochs, lr) for name, epochs, lr in plan.phases()
               if name == "full" or supernet.genes_of({name})]
     steps_per_epoch = math.ceil(len(data.y_train) / recipe.batch_size)
