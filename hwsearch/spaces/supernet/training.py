@@ -186,7 +186,10 @@ def train_supernet(
                                                              weight_decay=recipe.weight_decay, nesterov=True)
             else:
                 opt = torch.optim.AdamW(groups, lr=lr, weight_decay=recipe.weight_decay)
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(recipe, steps_per_epoch, epochs))
+            # Only the first phase warms up: the elastic phases start from trained weights, and a
+            # one-epoch phase that warmed up for an epoch would never decay its learning rate.
+            phase_recipe = recipe if phase == "full" else recipe.model_copy(update={"warmup_epochs": 0})
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(phase_recipe, steps_per_epoch, epochs))
             params = [p for g in groups for p in g["params"]]
             supernet.train()
             loss_value = float("nan")
