@@ -7,6 +7,8 @@ appended. The file is written atomically, so two benchmarks finishing together c
 
 from __future__ import annotations
 
+import contextlib
+import os
 import platform
 import re
 import subprocess
@@ -22,22 +24,17 @@ HEADER = "# Benchmarks\n\nEvery figure below comes from a script in `benchmarks/
 def machine() -> str:
     """One line naming this machine: CPU model, cores, Python and torch versions."""
     cpu = platform.processor() or platform.machine()
-    try:
+    with contextlib.suppress(OSError):  # no /proc on macOS: keep platform's answer
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    except OSError:
-        pass
-    import os
 
     parts = [cpu, f"{os.cpu_count()} cores", f"Python {platform.python_version()}"]
-    try:
+    with contextlib.suppress(ImportError):
         import torch
 
         parts.append(f"torch {torch.__version__}")
-    except ImportError:
-        pass
     return ", ".join(parts)
 
 

@@ -168,12 +168,9 @@ def _fit(tuner: Any, run: RunDir, config: ExperimentConfig) -> RunDir:
         raise
     done = len(run.trials())
     run.set_state("finished" if done >= config.budget.trials else "stopped")
-    try:
-        from hwsearch.search.inspection import write_plots
+    from hwsearch.search.inspection import write_plots  # matplotlib is a dependency: no silent skip
 
-        write_plots(run)
-    except ImportError:
-        pass
+    write_plots(run)
     return run
 
 
