@@ -28,6 +28,7 @@ from torch import nn
 from hwsearch.errors import SpecError
 from hwsearch.estimators.counters import trace_netspec
 from hwsearch.ir import LayerSpec, NetSpec
+from hwsearch.spaces.conv import declared_kernels
 from hwsearch.spaces.ops import AddParam
 
 _SAFE_OPS = {
@@ -110,10 +111,12 @@ def dependency_graph(model: nn.Module, input_shape: tuple[int, int, int]) -> tp.
     was_training = model.training
     model.eval()
     try:
-        return tp.DependencyGraph().build_dependency(
-            model, example_inputs=torch.zeros(1, *input_shape, device=device),
-            unwrapped_parameters=list(unwrapped_parameters(model).items()),
-        )
+        # A cropped kernel is a slice of the weight, which DepGraph cannot follow.
+        with declared_kernels():
+            return tp.DependencyGraph().build_dependency(
+                model, example_inputs=torch.zeros(1, *input_shape, device=device),
+                unwrapped_parameters=list(unwrapped_parameters(model).items()),
+            )
     finally:
         model.train(was_training)
 

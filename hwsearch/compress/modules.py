@@ -24,6 +24,7 @@ from hwsearch.compress.policy import FLOAT_BITS, LayerPolicy
 from hwsearch.compress.quant import act_params, act_range, fake_quant_act, fake_quant_weight, weight_scale
 from hwsearch.compress.sparsity import fine_mask, nm_mask
 from hwsearch.errors import ConfigError
+from hwsearch.spaces.conv import same_conv2d
 from hwsearch.spaces.ops import MatMul
 
 
@@ -151,7 +152,7 @@ class QConv2d(_Compressed, nn.Conv2d):
         return q
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        y = self._conv_forward(self.qinput(x), self.qweight(), self.bias)
+        y = same_conv2d(self, self.qinput(x), self.qweight(), self.bias)
         self._seen_output(y)
         return y
 

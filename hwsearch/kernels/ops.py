@@ -127,6 +127,8 @@ def _float_kernel(layer: LayerSpec, device: str, precision: str) -> tuple[Callab
     import torch
     from torch import nn
 
+    from hwsearch.spaces.conv import SameConv2d
+
     dt = _torch_dtype(precision)
     dev = torch.device(device)
     notes = ""
@@ -144,8 +146,8 @@ def _float_kernel(layer: LayerSpec, device: str, precision: str) -> tuple[Callab
 
     sparse = False
     if layer.op in ("conv", "dwconv"):
-        mod = then_act(nn.Conv2d(layer.c, layer.k, (layer.r, layer.s), layer.stride, layer.pad,
-                                 groups=layer.groups, bias=layer.bias, **make))
+        mod = then_act(SameConv2d(layer.c, layer.k, (layer.r, layer.s), layer.stride, layer.pad,
+                                  groups=layer.groups, bias=layer.bias, **make))
         x = x_of(activation_shape(layer))
         fn = _call(mod.eval(), x)
     elif layer.op == "linear":

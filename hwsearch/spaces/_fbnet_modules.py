@@ -13,6 +13,7 @@ from torch import nn
 
 from hwsearch.spaces.fbnet import Block
 from hwsearch.spaces.ops import Add
+from hwsearch.spaces.conv import SameConv2d
 
 
 class ConvBNAct(nn.Module):
@@ -20,7 +21,7 @@ class ConvBNAct(nn.Module):
 
     def __init__(self, c: int, k: int, kernel: int, stride: int = 1, groups: int = 1, act: bool = True) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(c, k, kernel, stride=stride, padding=kernel // 2, groups=groups, bias=False)
+        self.conv = SameConv2d(c, k, kernel, stride=stride, padding=kernel // 2, groups=groups, bias=False)
         self.bn = nn.BatchNorm2d(k)
         self.act = nn.ReLU(inplace=True) if act else nn.Identity()
 

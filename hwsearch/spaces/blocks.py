@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from hwsearch.spaces.blockspecs import ConvBNActPlan, MBConvPlan, ViTBlockPlan, se_channels
+from hwsearch.spaces.conv import SameConv2d
 from hwsearch.spaces.ops import Add, AddParam, MatMul, Mul
 
 if TYPE_CHECKING:
@@ -40,8 +41,8 @@ class ConvBNAct(nn.Module):
         super().__init__()
         self.plan = plan
         groups = plan.in_channels if plan.depthwise else 1
-        self.conv = nn.Conv2d(plan.in_channels, plan.out_channels, plan.kernel, plan.stride,
-                              plan.kernel // 2, groups=groups, bias=False)
+        self.conv = SameConv2d(plan.in_channels, plan.out_channels, plan.kernel, plan.stride,
+                               plan.kernel // 2, groups=groups, bias=False)
         self.bn = nn.BatchNorm2d(plan.out_channels)
         self.act = activation(plan.act)
 
@@ -77,6 +78,10 @@ class MBConv(nn.Module):
         self.se = SqueezeExcite(plan.mid_channels) if plan.se else None
         self.project = ConvBNAct(plan.project)
         self.add = Add() if plan.has_residual else None
+        if self.add is not None:
+            # Zero-init residual (Goyal et al., 2017): each block starts as the identity, so a deep
+            # stack trains from the first step, and a skipped block (elastic depth) changes little.
+            nn.init.zeros_(self.project.bn.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.expand(x) if self.expand is not None else x

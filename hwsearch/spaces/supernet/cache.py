@@ -29,7 +29,7 @@ from hwsearch.io import atomic_write_bytes, file_lock
 from hwsearch.spaces.supernet.supernet import SuperNet
 from hwsearch.spaces.supernet.training import PhaseLog, Schedule, TrainingLog, schedule, train_supernet
 
-FORMAT_VERSION = 2  # 2: elastic phases no longer warm up
+FORMAT_VERSION = 3  # 2: elastic phases no longer warm up; 3: zero-init residual blocks
 
 
 def cache_dir() -> Path:
