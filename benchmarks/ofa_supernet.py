@@ -73,7 +73,7 @@ def scratch_accuracy(cached, plan, choice, epochs: int, threads: int) -> float:
 
 def run_space(name: str, args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
-    plan = schedule(args.schedule)
+    plan = schedule(args.schedule, name)
     t0 = time.perf_counter()
     cached = load_or_train(name, "digits", plan, 0, space_kwargs=COMPACT[name],
                            on_phase=lambda p: print(f"[{name}] {p}", flush=True))

@@ -105,7 +105,7 @@ def load_or_train(
     data_seed: int = 0,
 ) -> CachedSupernet:
     """The trained supernet of ``space`` on ``data`` (split under ``data_seed``): cached, or trained and cached."""
-    plan = schedule(plan)
+    plan = schedule(plan, space)
     dataset = load_data(data, seed=data_seed)
     kwargs = space_kwargs_for(dataset, space_kwargs)
     sp = spaces.get(space, **kwargs)
