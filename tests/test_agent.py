@@ -67,6 +67,25 @@ def test_every_transition_carries_its_episode_final_reward_as_terminal(problem):
         assert np.allclose(rewards, episode.reward) and buf.dones[i * steps:(i + 1) * steps].all()
 
 
+def test_self_imitation_pulls_the_actor_towards_the_best_episode_so_far(problem):
+    env = _env(problem)
+    agent = CompressionAgent(env, AgentConfig(warmup_episodes=3, updates_per_episode=1, batch_size=4,
+                                              imitation_steps=0, seed=2))
+    agent.train(3)
+    buf = agent.model.replay_buffer
+    best = max(env.history, key=lambda e: e.reward)
+    assert buf.best_reward == pytest.approx(best.reward)
+    obs, actions = buf.best_episode()
+    assert obs.shape[0] == len(env.steps) == actions.shape[0]
+    assert np.allclose(buf.rewards[buf.best_positions, 0], best.reward)
+    model = agent.model
+    before = float(torch.nn.functional.mse_loss(model.actor(torch.as_tensor(obs)), torch.as_tensor(actions)))
+    model.imitation_steps = 200
+    model._imitate_best()
+    after = float(torch.nn.functional.mse_loss(model.actor(torch.as_tensor(obs)), torch.as_tensor(actions)))
+    assert after < 0.25 * before
+
+
 def test_exploration_noise_stays_in_the_action_box_and_narrows_over_episodes(problem):
     env = _env(problem, "haq")
     agent = CompressionAgent(env, AgentConfig(warmup_episodes=0, sigma=0.5, sigma_decay=0.5, min_sigma=0.01,

@@ -7,7 +7,11 @@ The first ``warmup_episodes`` take uniformly random actions to fill the replay b
 them the actor's action is perturbed by a normal noise truncated to the action box (so no probability
 piles up on the bounds, as clipped additive noise would), its width shrinking by ``sigma_decay`` per
 episode. SB3's action-noise hook only adds a value that cannot see the action, so the truncated sample
-is drawn in an override of its ``_sample_action``. Every episode is one evaluated policy; the agent's
+is drawn in an override of its ``_sample_action``. After each round of DDPG updates the actor also
+imitates the best episode so far for ``imitation_steps`` steps (self-imitation learning, Oh et al.,
+ICML 2018): with only tens of evaluated policies, as here, the critic alone is too rough to steer the
+actor, and the exploration then searches around the best policy found instead of around an actor
+that may have drifted back to worse ones. Every episode is one evaluated policy; the agent's
 answer is the best one found, as in AMC, not the final actor's output. `save`/`load` keep the networks,
 optimisers, replay buffer, noise state and the evaluated policies, so a search resumes where it stopped.
 """
@@ -22,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from scipy.stats import truncnorm
 from stable_baselines3 import DDPG, SAC, TD3
 from stable_baselines3.common.buffers import ReplayBuffer
@@ -47,14 +53,16 @@ class AgentConfig:
     tau: float = 0.01
     batch_size: int = 64
     updates_per_episode: int = 32  # gradient steps after each episode
+    imitation_steps: int = 50   # actor steps towards the best episode after each update (0: plain DDPG)
     buffer_episodes: int = 2000
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.algo not in ALGOS:
             raise ConfigError(f"agent algo={self.algo!r} is unknown; use one of {', '.join(ALGOS)}")
-        if self.warmup_episodes < 0:
-            raise ConfigError(f"warmup_episodes={self.warmup_episodes} must be >= 0")
+        if self.warmup_episodes < 0 or self.imitation_steps < 0:
+            raise ConfigError(f"warmup_episodes={self.warmup_episodes} and imitation_steps={self.imitation_steps} "
+                              "must be >= 0")
         if not 0 < self.sigma_decay <= 1 or self.sigma < 0:
             raise ConfigError(f"sigma={self.sigma} must be >= 0 and sigma_decay={self.sigma_decay} in (0, 1]")
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
@@ -80,6 +88,8 @@ class EpisodeRewardBuffer(ReplayBuffer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._open: list[int] = []
+        self.best_reward = -np.inf
+        self.best_positions: list[int] = []
 
     def add(self, obs, next_obs, action, reward, done, infos) -> None:  # noqa: D102 - SB3's signature
         self._open.append(self.pos)
@@ -89,7 +99,17 @@ class EpisodeRewardBuffer(ReplayBuffer):
             for pos in self._open:
                 self.rewards[pos] = final
                 self.dones[pos] = 1.0
+            if final > self.best_reward:
+                self.best_reward, self.best_positions = final, list(self._open)
             self._open = []
+
+    def best_episode(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Observations and (scaled) actions of the highest-reward episode stored, or None."""
+        positions = getattr(self, "best_positions", [])  # absent from buffers saved before it existed
+        if not positions:
+            return None
+        pos = np.asarray(positions)
+        return self.observations[pos, 0], self.actions[pos, 0]
 
 
 class _TruncatedNormalExploration:
@@ -99,7 +119,27 @@ class _TruncatedNormalExploration:
     exploration_decay: float = 0.95
     exploration_min_sigma: float = 0.02
     warmup_episodes: int = 0
+    imitation_steps: int = 0
     _explore_rng: np.random.Generator | None = None
+
+    def train(self, gradient_steps: int, batch_size: int = 100) -> None:  # noqa: D102 - SB3's signature
+        super().train(gradient_steps, batch_size)
+        self._imitate_best()
+
+    def _imitate_best(self) -> None:
+        """Pull the actor towards the actions of the best episode so far (self-imitation)."""
+        best = self.replay_buffer.best_episode() if self.imitation_steps > 0 else None
+        if best is None:
+            return
+        obs = torch.as_tensor(best[0], dtype=torch.float32, device=self.device)
+        target = torch.as_tensor(best[1], dtype=torch.float32, device=self.device)
+        self.actor.set_training_mode(True)
+        for _ in range(self.imitation_steps):
+            loss = F.mse_loss(self.actor(obs), target)
+            self.actor.optimizer.zero_grad()
+            loss.backward()
+            self.actor.optimizer.step()
+        self.actor.set_training_mode(False)
 
     def current_sigma(self) -> float:
         """Noise std for the episode being played."""
@@ -147,6 +187,17 @@ class _EpisodeHook(BaseCallback):
         return True
 
 
+def _configure(model: Any, cfg: AgentConfig) -> Any:
+    """Set the exploration and self-imitation settings SB3's constructor does not know."""
+    if cfg.algo != "sac":
+        model.exploration_sigma = cfg.sigma
+        model.exploration_decay = cfg.sigma_decay
+        model.exploration_min_sigma = cfg.min_sigma
+        model.warmup_episodes = cfg.warmup_episodes
+        model.imitation_steps = cfg.imitation_steps
+    return model
+
+
 @dataclass
 class CompressionAgent:
     """An SB3 agent bound to one environment; ``train(n)`` plays (and evaluates) n more episodes."""
@@ -175,13 +226,7 @@ class CompressionAgent:
             device="cpu", replay_buffer_class=EpisodeRewardBuffer,
         )
         arch: Any = list(cfg.hidden) if cfg.algo == "sac" else {"pi": list(cfg.hidden), "qf": list(cfg.hidden)}
-        model = cls("MlpPolicy", self.env, learning_rate=cfg.lr, policy_kwargs={"net_arch": arch}, **kw)
-        if cfg.algo != "sac":
-            model.exploration_sigma = cfg.sigma
-            model.exploration_decay = cfg.sigma_decay
-            model.exploration_min_sigma = cfg.min_sigma
-            model.warmup_episodes = cfg.warmup_episodes
-        return model
+        return _configure(cls("MlpPolicy", self.env, learning_rate=cfg.lr, policy_kwargs={"net_arch": arch}, **kw), cfg)
 
     @property
     def episodes_done(self) -> int:
@@ -231,7 +276,7 @@ class CompressionAgent:
             raise RunError(f"agent checkpoint {directory} was made for environment {state['env']}, "
                            f"not {env.config.to_dict()}")
         config = AgentConfig.from_dict({**state["config"], "hidden": tuple(state["config"]["hidden"])})
-        model = ALGOS[config.algo].load(directory / "agent.zip", env=env, device="cpu")
+        model = _configure(ALGOS[config.algo].load(directory / "agent.zip", env=env, device="cpu"), config)
         model.load_replay_buffer(directory / "replay_buffer.pkl")
         env.history = [Episode.from_dict(e) for e in state["episodes"]]
         return cls(env, config, model)

@@ -48,6 +48,8 @@ class CompressionSettings(BaseModel):
     sigma: float = Field(0.5, ge=0)
     sigma_decay: float = Field(0.95, gt=0, le=1)
     updates_per_episode: int = Field(32, ge=1)
+    imitation_steps: int = Field(50, ge=0, description="actor steps towards the best policy after each update "
+                                                         "(self-imitation; 0: plain DDPG)")
     max_sparsity: float = Field(0.8, ge=0, lt=1)
     round_to: int = Field(8, ge=1)
     min_bits: int = Field(2, ge=1, le=8)
@@ -185,7 +187,7 @@ class CompressionEvaluator(Evaluator):
         env = CompressionEnv(problem, env_config, predictor=_predictor(s))
         agent_config = AgentConfig(algo=s.algo, warmup_episodes=s.warmup_episodes, sigma=s.sigma,
                                    sigma_decay=s.sigma_decay, updates_per_episode=s.updates_per_episode,
-                                   seed=cfg.searcher.seed + int(spec["budget_index"]))
+                                   imitation_steps=s.imitation_steps, seed=cfg.searcher.seed + int(spec["budget_index"]))
         agent = self._resume(env) or CompressionAgent(env, agent_config)
         resumed_at = agent.episodes_done
         while agent.episodes_done < s.episodes:

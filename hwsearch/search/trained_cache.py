@@ -58,7 +58,8 @@ def trained_network(space: str, choice: Mapping[str, Any] | str = "largest", dat
     recipe = recipe or Recipe()
     input_shape = sp.input_shape(choice)
     dataset = dataset.at_resolution(input_shape[1])
-    ident = {"space": space, "choice": choice, "data": data, "seed": seed, "recipe": recipe.model_dump(),
+    # format 2: residual blocks start from zero (a different trained network for the same recipe).
+    ident = {"format": 2, "space": space, "choice": choice, "data": data, "seed": seed, "recipe": recipe.model_dump(),
              "input_shape": list(input_shape)}
     if options or data_seed != seed:
         ident.update(space_options=options, data_seed=data_seed)
