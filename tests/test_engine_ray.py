@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,18 +21,6 @@ from hwsearch.search.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
 METRICS = ["val_acc", "test_acc", "macs", "params", "peak_activation_bytes", "choice"]
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    from hwsearch.search import driver  # noqa: F401  (sets Ray's environment before init)
-
-    ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False,
-             logging_level="error")
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +79,8 @@ def test_a_diverging_trial_is_recorded_failed_and_the_search_goes_on(ray_local, 
     assert json.loads(run.pareto_path.read_text())["trials"] == []
 
 
-def test_resume_after_kill_9_loses_no_trial_and_repeats_none(ray_local, tmp_path, tiny_experiment):
+def test_resume_after_kill_9_loses_no_trial_and_repeats_none(ray_local, tmp_path, tiny_experiment,
+                                                               wait_for_trials):
     from hwsearch.search.driver import resume_experiment
     from hwsearch.search.optuna_search import open_study
 
@@ -104,7 +92,7 @@ def test_resume_after_kill_9_loses_no_trial_and_repeats_none(ray_local, tmp_path
     proc = subprocess.Popen([sys.executable, "-m", "hwsearch.cli", "run", str(tmp_path / "killed.yaml"), "--quiet"],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        before = _wait_for_trials(run_path, proc, at_least=2, timeout_s=400)
+        wait_for_trials(run_path, proc, at_least=2, timeout_s=400)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the driver, its Ray instance and its trials, as in a power cut
         proc.wait()
@@ -120,17 +108,3 @@ def test_resume_after_kill_9_loses_no_trial_and_repeats_none(ray_local, tmp_path
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     assert len(complete) == budget  # the study kept the pre-kill trials and learnt the new ones
     assert run.state == "finished"
-
-
-def _wait_for_trials(run_path: Path, proc: subprocess.Popen, at_least: int, timeout_s: float) -> int:
-    deadline = time.monotonic() + timeout_s
-    run = RunDir(run_path)
-    while time.monotonic() < deadline:
-        if run.trials_path.is_file() and len(run.trials()) >= at_least:
-            return len(run.trials())
-        try:
-            proc.wait(timeout=0.5)
-        except subprocess.TimeoutExpired:
-            continue
-        raise AssertionError(f"the run exited early with code {proc.returncode}")
-    raise AssertionError(f"fewer than {at_least} trials finished within {timeout_s}s")

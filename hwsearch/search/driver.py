@@ -161,8 +161,11 @@ def _trainable(run: RunDir, config: ExperimentConfig):
 
 
 def _fit(tuner: Any, run: RunDir, config: ExperimentConfig) -> RunDir:
+    from hwsearch.search.searchers import wait_for_end_work
+
     try:
         tuner.fit()
+        wait_for_end_work()  # a searcher's final report (NAAS: front, plot, export) is part of the run
     except KeyboardInterrupt:
         run.set_state("stopped")
         raise

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -64,12 +63,15 @@ class NaasSearcher(Searcher):
 
         Tune tells the searcher about a trial before the engine's callback records it in the run
         table, and stops asking for proposals once the budget is spent, so the report runs in a
-        (non-daemon) thread that waits for the table to hold every trial; the process exits after it."""
+        thread that waits for the table to hold every trial; the driver waits for the thread before it
+        marks the run finished (`searchers.run_at_end`)."""
+        from hwsearch.search.searchers import run_at_end
+
         self.reported = True
         evo = self.evolution
         predicted = evo.front()
         fitness = {t: r["fitness"] for t, r in evo.results.items() if "accel" in evo.proposals[t]}
-        threading.Thread(target=self._final_report, args=(predicted, fitness), name="naas-report").start()
+        run_at_end(lambda: self._final_report(predicted, fitness), name="naas-report")
 
     def _final_report(self, predicted: list, fitness: dict) -> None:
         from hwsearch.errors import HwsearchError

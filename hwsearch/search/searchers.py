@@ -24,6 +24,7 @@ import it at the bottom of this file, and select it with ``searcher: {name: evol
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,8 +120,28 @@ def build(space: SearchSpace, config: ExperimentConfig, run_dir: Path) -> Search
     return p.factory(SearchContext(space=space, config=config, settings=settings, run_dir=Path(run_dir)))
 
 
-__all__ = ["SEARCHERS", "SearchContext", "SearcherPlugin", "build", "names", "plugin", "register",
-           "validate_settings"]
+_AT_END: list[threading.Thread] = []
+
+
+def run_at_end(work: Callable[[], None], name: str) -> None:
+    """Start a searcher's end-of-run ``work`` (a final report) in a thread the driver waits for.
+
+    Tune tells a searcher about its last trial before the driver has recorded that trial, so such work
+    cannot run inside the searcher's hook; the driver joins it (`wait_for_end_work`) before it marks the
+    run finished and returns, so a caller never sees a finished run whose report is still being written."""
+    thread = threading.Thread(target=work, name=name)
+    _AT_END.append(thread)
+    thread.start()
+
+
+def wait_for_end_work() -> None:
+    """Wait for the work started with `run_at_end` in this process."""
+    while _AT_END:
+        _AT_END.pop().join()
+
+
+__all__ = ["SEARCHERS", "SearchContext", "SearcherPlugin", "build", "names", "plugin", "register", "run_at_end",
+           "validate_settings", "wait_for_end_work"]
 
 # Built-in searchers register themselves on import.
 from hwsearch.search import optuna_search as _optuna_search  # noqa: E402,F401
