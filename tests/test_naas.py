@@ -260,3 +260,15 @@ def test_one_hot_ridge_recovers_an_additive_accuracy_model(problem):
     assert np.abs(model(test) - truth).max() < 1e-3
     again = OneHotRidge.from_dict(net, model.to_dict())
     assert np.allclose(again(test), model(test))
+
+
+def test_one_hot_ridge_never_predicts_beyond_the_measured_accuracies(problem):
+    net = problem.space.net
+    rng = np.random.default_rng(1)
+    w = rng.normal(0, 0.05, size=len(net.one_hot(net.reference("smallest"))))
+    choices = [net.sample(rng) for _ in range(40)]
+    acc = np.clip(np.array([0.8 + net.one_hot(c) @ w for c in choices]), 0.0, 0.95)
+    model = OneHotRidge.fit(net, choices, acc)
+    pred = model([net.sample(rng) for _ in range(500)])
+    assert pred.max() <= acc.max() and pred.min() >= acc.min()
+    assert OneHotRidge.from_dict(net, model.to_dict()).ceiling == acc.max()

@@ -65,7 +65,9 @@ SCHEDULES: dict[str, Schedule] = {
     # The flagship experiment's: about 2.5 minutes on two CPU cores at digits' sizes (ofa-mbv3 COMPACT).
     # Batch 32 and a peak lr of 1e-2 for the teacher: on digits' ~1.2k training images, batch 64 at
     # 3e-3 left the largest network near 70% after 4 epochs.
-    "fast": Schedule(epochs_full=6, epochs_kernel=2, epochs_depth=2, epochs_width=3, sandwich=1,
+    # Four kernel epochs, not two: random sub-networks (whose kernels mix 3, 5 and 7) measured 91.5% vs
+    # 89.6% validation accuracy, for 26 s more. "default" (sandwich 2, 24 epochs, ~4.5 min) reaches 94.4%.
+    "fast": Schedule(epochs_full=6, epochs_kernel=4, epochs_depth=2, epochs_width=3, sandwich=1,
                      lr_full=1e-2, lr_elastic=3e-3, recipe=Recipe(epochs=0, batch_size=32)),
     "default": Schedule(epochs_full=10, epochs_kernel=4, epochs_depth=4, epochs_width=6,
                         lr_full=1e-2, lr_elastic=3e-3, recipe=Recipe(epochs=0, batch_size=32)),
