@@ -4,7 +4,10 @@ Runs ``hwsearch run CONFIG`` (default: configs/optuna.yaml, the plain trained-pe
 configs/default.yaml for the NAAS flagship) into a temporary run root, then ``hwsearch inspect`` and
 ``hwsearch export --trial best``, and writes to BENCHMARKS.md: wall time of the run, trials finished
 and failed, the best trial, the Pareto front size, and the exported TorchScript / ONNX Runtime test
-accuracies against the reported one with their largest logit difference.
+accuracies against the reported one with their largest logit difference. When the export holds a
+``hardware.json`` (the NAAS flagship), it also prices the exported NetSpec on that hardware with
+``hwsearch hw cost`` and compares latency and energy with the reported ones. Each config has its own
+section (``run:<config stem>``).
 
     python -m benchmarks.train_default_run [--config configs/optuna.yaml] [--set budget.trials=12 ...]
 """
@@ -43,7 +46,12 @@ def main(argv: list[str] | None = None) -> None:
         run = next(d for d in Path(tmp).iterdir() if d.is_dir())
         s = json.loads(_cli("inspect", str(run), "--format", "json", "--plot"))
         _cli("export", str(run), "--trial", "best", "--out", str(Path(tmp) / "bundle"))
-        report = json.loads((Path(tmp) / "bundle" / "report.json").read_text())
+        bundle = Path(tmp) / "bundle"
+        report = json.loads((bundle / "report.json").read_text())
+        hw = None
+        if (bundle / "hardware.json").is_file():
+            hw = json.loads(_cli("hw", "cost", "--accel", str(bundle / "hardware.json"), "--layers",
+                                 str(bundle / "netspec.json"), "--format", "json"))["total"]
     check = report["export_check"]
     best = s["best"]
     body = (
@@ -61,8 +69,12 @@ def main(argv: list[str] | None = None) -> None:
         f"{100 * check['onnx_test_acc']:.2f}% (reported {100 * check['reported_test_acc']:.2f}%) |\n"
         f"| max abs logit difference TorchScript vs ONNX | {check['max_logit_diff']:.1e} |\n"
     )
+    if hw is not None:
+        body += (f"| reported latency / energy | {report['latency_ms']:.6g} ms / {report['energy_mj']:.6g} mJ |\n"
+                 f"| `hwsearch hw cost` on the exported hardware.json + netspec.json | "
+                 f"{hw['latency_s'] * 1e3:.6g} ms / {hw['energy_pj'] * 1e-9:.6g} mJ |\n")
     cmd = "python -m benchmarks.train_default_run " + " ".join(argv if argv is not None else sys.argv[1:])
-    write_section("train_default_run", body, cmd.strip())
+    write_section(f"run:{Path(args.config).stem}", body, cmd.strip())
     print(body)
 
 

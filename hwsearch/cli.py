@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -53,7 +52,7 @@ def spaces_list() -> None:
 def spaces_sample(
     name: str = typer.Argument(..., help="Space name (see `hwsearch spaces list`)."),
     seed: int = typer.Option(0, help="Seed of the random choice."),
-    reference: Optional[str] = typer.Option(None, help="A named reference choice instead of a random one."),
+    reference: str | None = typer.Option(None, help="A named reference choice instead of a random one."),
     fmt: str = typer.Option("table", "--format", help="table or json."),
 ) -> None:
     """Print a choice and its NetSpec summary (layers, MACs, params, peak activation bytes)."""
@@ -164,7 +163,7 @@ def hw_cost(
 def lut_build(
     space: str = typer.Option(..., help="Search space name (see `hwsearch spaces list`)."),
     accel: str = typer.Option(..., help="Preset name, or an accelerator .json/.yaml, or a SCALE-Sim .cfg."),
-    out: Optional[str] = typer.Option(None, help="Table file; default .cache/lut/<space>-<accelerator key>.json."),
+    out: str | None = typer.Option(None, help="Table file; default .cache/lut/<space>-<accelerator key>.json."),
     bases: int = typer.Option(4, help="Random base choices whose single-gene changes are enumerated."),
     bits: str = typer.Option("", help="Also cost every layer at these bit-widths, e.g. '8,4'."),
     seed: int = typer.Option(0, help="Seed of the random base choices."),
@@ -192,7 +191,7 @@ def lut_build(
 _STATISTIC_HELP = "median (default), or min: repeats better on a machine busy with other work."
 
 
-def _measured(space: str, device: str, threads: int, cache_dir: Optional[str], quick: bool, progress: bool,
+def _measured(space: str, device: str, threads: int, cache_dir: str | None, quick: bool, progress: bool,
               statistic: str, dtype: str = "fp32"):
     from hwsearch.estimators.measured import MeasuredLatency
     from hwsearch.kernels import TimerConfig
@@ -210,7 +209,7 @@ def profile(
     fit: int = typer.Option(60, help="Networks measured end to end to fit the correction (0: fit nothing)."),
     seed: int = typer.Option(0, help="Seed of the sampled networks."),
     threads: int = typer.Option(1, help="Intra-op threads for every measurement (recorded in the fingerprint)."),
-    cache_dir: Optional[str] = typer.Option(None, help="Cache folder; default $HWSEARCH_CACHE or ~/.cache/hwsearch."),
+    cache_dir: str | None = typer.Option(None, help="Cache folder; default $HWSEARCH_CACHE or ~/.cache/hwsearch."),
     quick: bool = typer.Option(False, help="Few timing samples: a smoke test, not numbers to trust."),
     statistic: str = typer.Option("median", help=_STATISTIC_HELP),
     dtype: str = typer.Option("fp32", help="Float dtype of full-precision layers: fp32; fp16 or bf16 on cuda."),
@@ -249,7 +248,7 @@ def lut_check(
     seed: int = typer.Option(1, help="Seed of the sampled networks (networks used for fitting are skipped)."),
     threads: int = typer.Option(1, help="Intra-op threads (must match the profiled table's)."),
     noise_floor: bool = typer.Option(False, help="Measure every network twice and report the repeatability."),
-    cache_dir: Optional[str] = typer.Option(None, help="Cache folder; default $HWSEARCH_CACHE or ~/.cache/hwsearch."),
+    cache_dir: str | None = typer.Option(None, help="Cache folder; default $HWSEARCH_CACHE or ~/.cache/hwsearch."),
     quick: bool = typer.Option(False, help="Few timing samples: a smoke test, not numbers to trust."),
     statistic: str = typer.Option("median", help=_STATISTIC_HELP),
     dtype: str = typer.Option("fp32", help="Float dtype of full-precision layers: fp32; fp16 or bf16 on cuda."),
@@ -286,12 +285,12 @@ def _run_path(run: str) -> str:
 
 @app.command("run")
 def run_cmd(
-    config: Optional[str] = typer.Argument(None, help="Experiment YAML; default: configs/default.yaml."),
-    name: Optional[str] = typer.Option(None, help="Run name (folder under output.root); default: the config's."),
-    address: Optional[str] = typer.Option(None, help="Ray cluster address; default: a local Ray on loopback."),
-    workers: Optional[int] = typer.Option(None, help="Trials at the same time (ray.workers)."),
+    config: str | None = typer.Argument(None, help="Experiment YAML; default: configs/default.yaml."),
+    name: str | None = typer.Option(None, help="Run name (folder under output.root); default: the config's."),
+    address: str | None = typer.Option(None, help="Ray cluster address; default: a local Ray on loopback."),
+    workers: int | None = typer.Option(None, help="Trials at the same time (ray.workers)."),
     overrides: list[str] = typer.Option([], "--set", help="Override a config field: --set budget.trials=4 (repeatable)."),
-    resume: Optional[str] = typer.Option(None, help="Continue the run in this directory (or runs/NAME)."),
+    resume: str | None = typer.Option(None, help="Continue the run in this directory (or runs/NAME)."),
     quiet: bool = typer.Option(False, help="No progress lines."),
 ) -> None:
     """Run an experiment on Ray Tune (or --resume one) and write runs/NAME/."""
@@ -415,7 +414,7 @@ def _load_supernet(space: str, data: str, schedule: str, seed: int, options: str
     return load_or_train(space, data, schedule, seed, space_kwargs=_space_options(space, options), progress=progress)
 
 
-def _pick_choice(cached, reference: Optional[str], choice: Optional[str]) -> dict:
+def _pick_choice(cached, reference: str | None, choice: str | None) -> dict:
     from hwsearch.errors import ConfigError
 
     if choice:
@@ -454,8 +453,8 @@ def supernet_eval(
     schedule: str = typer.Option("fast", help="Schedule of the cached supernet."),
     seed: int = typer.Option(0, help="Training seed of the cached supernet."),
     options: str = typer.Option("compact", help=_SPACE_OPTIONS_HELP),
-    reference: Optional[str] = typer.Option(None, help="A named reference choice (default: largest)."),
-    choice: Optional[str] = typer.Option(None, help="A choice as JSON (see `hwsearch spaces sample --format json`)."),
+    reference: str | None = typer.Option(None, help="A named reference choice (default: largest)."),
+    choice: str | None = typer.Option(None, help="A choice as JSON (see `hwsearch spaces sample --format json`)."),
 ) -> None:
     """Accuracy of one sub-network measured inside the supernet (BatchNorm recalibrated)."""
     from hwsearch.spaces.supernet import subnet_accuracy
@@ -476,8 +475,8 @@ def supernet_extract(
     schedule: str = typer.Option("fast", help="Schedule of the cached supernet."),
     seed: int = typer.Option(0, help="Training seed of the cached supernet."),
     options: str = typer.Option("compact", help=_SPACE_OPTIONS_HELP),
-    reference: Optional[str] = typer.Option(None, help="A named reference choice (default: largest)."),
-    choice: Optional[str] = typer.Option(None, help="A choice as JSON."),
+    reference: str | None = typer.Option(None, help="A named reference choice (default: largest)."),
+    choice: str | None = typer.Option(None, help="A choice as JSON."),
 ) -> None:
     """Write a sub-network with inherited weights: reload it with space.build(choice).load_state_dict(...)."""
     import io

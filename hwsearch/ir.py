@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Mapping
+from typing import Any
 
 from hwsearch.errors import SpecError
 
@@ -240,7 +241,7 @@ class LayerSpec:
             parts.append(f"{f.name}={v}")
         return "|".join(parts)
 
-    def with_(self, **changes: Any) -> "LayerSpec":
+    def with_(self, **changes: Any) -> LayerSpec:
         """A copy with some fields changed (validated again)."""
         return replace(self, **changes)
 
@@ -254,7 +255,7 @@ class LayerSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "LayerSpec":
+    def from_dict(cls, d: Mapping[str, Any]) -> LayerSpec:
         """Inverse of `to_dict`; unknown keys are an error, not silently dropped."""
         known = {f.name for f in fields(cls)}
         extra = set(d) - known
@@ -343,7 +344,7 @@ class NetSpec:
             seen.setdefault(layer.key, layer)
         return list(seen.values())
 
-    def with_batch(self, n: int) -> "NetSpec":
+    def with_batch(self, n: int) -> NetSpec:
         """The same network at batch size ``n``; matmul batches (batch x heads) scale too."""
         out = []
         for layer in self.layers:
@@ -376,7 +377,7 @@ class NetSpec:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "NetSpec":
+    def from_dict(cls, d: Mapping[str, Any]) -> NetSpec:
         """Inverse of `to_dict`."""
         version = d.get("version", IR_VERSION)
         if version != IR_VERSION:
@@ -394,7 +395,7 @@ class NetSpec:
         atomic_write_text(path, json.dumps(self.to_dict(), indent=1))
 
     @classmethod
-    def from_json(cls, path: str) -> "NetSpec":
+    def from_json(cls, path: str) -> NetSpec:
         """Read a JSON file written by `to_json`."""
         with open(path) as f:
             return cls.from_dict(json.load(f))

@@ -129,7 +129,7 @@ def test_agent_config_rejects_unknown_algorithms_and_keys():
 def test_baselines_pick_a_policy_within_budget_and_evaluation_count(problem, name, mode):
     env = _env(problem, mode)
     episodes = run_baseline(name, env, 9, seed=0)
-    assert 1 <= len(episodes) <= 9 and len(env.history) == len(episodes)
+    assert 1 <= env.evaluations <= 9 and len(env.history) == len(episodes) <= 5 * 9
     assert env.best is not None and env.best.cost <= env.limit
     assert {e.source for e in episodes} == {name}
 
@@ -147,3 +147,35 @@ def test_sensitivity_scan_fits_the_evaluation_budget(problem):
     assert len(sensitivity_levels(env, pairs)) == 1
     with pytest.raises(UnknownName):
         run_baseline("grid", env, 3)
+
+
+def test_a_revisited_policy_reuses_its_accuracy_and_costs_no_evaluation(problem, monkeypatch):
+    env = _env(problem)
+    state = env.state_from_actions(np.zeros((len(env.steps), len(env.knobs))))
+    first = env.record(state, "test")
+    calls = []
+    monkeypatch.setattr(problem, "accuracy", lambda *a, **k: calls.append(1) or 0.0)
+    again = env.record(state, "test")
+    assert calls == [] and again.accuracy == first.accuracy
+    assert env.evaluations == 1 and len(env.history) == 2
+
+
+def test_agent_search_stops_at_the_number_of_distinct_policies(problem):
+    env = _env(problem)
+    agent = CompressionAgent(env, AgentConfig(warmup_episodes=2, updates_per_episode=2, batch_size=8, seed=0))
+    episodes = agent.search(3, max_episodes=30)
+    assert env.evaluations == 3 and len(episodes) == len(env.history) >= 3
+
+
+def test_exploration_widens_while_episodes_revisit_known_policies():
+    from hwsearch.search.agent import AmcDDPG
+
+    algo = AmcDDPG.__new__(AmcDDPG)  # only the noise schedule is exercised
+    algo.exploration_sigma, algo.exploration_decay, algo.exploration_min_sigma = 0.5, 0.5, 0.01
+    algo.warmup_episodes, algo._episode_num = 0, 4
+    algo.replay_buffer = type("Buffer", (), {"revisits": 0})()
+    assert algo.current_sigma() == pytest.approx(0.5 * 0.5 ** 4)
+    algo.replay_buffer.revisits = 2
+    assert algo.current_sigma() == pytest.approx(0.5 * 0.5 ** 4 * 4)
+    algo.replay_buffer.revisits = 10
+    assert algo.current_sigma() == pytest.approx(0.5)

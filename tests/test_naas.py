@@ -16,7 +16,14 @@ from hwsearch.search.naas_assets import OneHotRidge
 from hwsearch.search.naas_baselines import edp_at_accuracy, run_baseline
 from hwsearch.search.naas_evolution import FINISHED, WAIT, NaasEvolution, OuterSettings
 from hwsearch.search.naas_inner import (
-    CoSearchProblem, InnerSettings, QuantizedSpace, Reference, Triple, front_of, inner_search, layer_group,
+    CoSearchProblem,
+    InnerSettings,
+    QuantizedSpace,
+    Reference,
+    Triple,
+    front_of,
+    inner_search,
+    layer_group,
 )
 from hwsearch.search.naas_pareto import hypervolume, nondominated
 from hwsearch.spaces.accelerator import AcceleratorSpace
@@ -85,7 +92,7 @@ def test_vectorised_costs_equal_the_accelerator_model_on_the_whole_netspec(probl
     accel = AcceleratorSpace().to_accelerator(AcceleratorSpace().sample_feasible(rng))
     choices = [problem.space.sample(rng) for _ in range(5)]
     rows = problem.evaluate(accel, choices)
-    for c, r in zip(choices, rows):
+    for c, r in zip(choices, rows, strict=True):
         hw = hardware_metrics(problem.space.to_netspec(c), accel)
         assert r[1] == pytest.approx(hw["latency_ms"], rel=1e-9)
         assert r[2] == pytest.approx(hw["energy_mj"], rel=1e-9)

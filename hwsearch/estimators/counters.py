@@ -10,7 +10,7 @@ silently skip modules they do not know; this tracer refuses a parametrised modul
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

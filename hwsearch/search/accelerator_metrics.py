@@ -14,7 +14,8 @@ Reported: ``latency_ms``, ``energy_mj``, ``edp`` (mJ x ms), ``area_mm2``, ``peak
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from hwsearch.errors import ConfigError
 from hwsearch.hwmodel import Accelerator, hardware_metrics

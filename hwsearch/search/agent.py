@@ -11,8 +11,12 @@ is drawn in an override of its ``_sample_action``. After each round of DDPG upda
 imitates the best episode so far for ``imitation_steps`` steps (self-imitation learning, Oh et al.,
 ICML 2018): with only tens of evaluated policies, as here, the critic alone is too rough to steer the
 actor, and the exploration then searches around the best policy found instead of around an actor
-that may have drifted back to worse ones. Every episode is one evaluated policy; the agent's
-answer is the best one found, as in AMC, not the final actor's output. `save`/`load` keep the networks,
+that may have drifted back to worse ones. Where the space is coarse (a few head counts per layer) the
+imitated actor and narrow noise keep landing on the same policy: a revisited policy costs no
+evaluation (`CompressionEnv.record`), and while episodes revisit, imitation pauses and each such
+episode in a row doubles the noise (up to its initial width) until the agent finds new policies.
+`search(n)` plays until n distinct policies are evaluated. The agent's answer is the best policy
+found, as in AMC, not the final actor's output. `save`/`load` keep the networks,
 optimisers, replay buffer, noise state and the evaluated policies, so a search resumes where it stopped.
 """
 
@@ -90,11 +94,14 @@ class EpisodeRewardBuffer(ReplayBuffer):
         self._open: list[int] = []
         self.best_reward = -np.inf
         self.best_positions: list[int] = []
+        self.revisits = 0  # episodes in a row that ended on an already evaluated policy
 
     def add(self, obs, next_obs, action, reward, done, infos) -> None:  # noqa: D102 - SB3's signature
         self._open.append(self.pos)
         super().add(obs, next_obs, action, reward, done, infos)
         if bool(np.asarray(done).reshape(-1)[0]):
+            revisit = bool(infos and infos[0].get("revisit", False))
+            self.revisits = getattr(self, "revisits", 0) + 1 if revisit else 0
             final = float(np.asarray(reward).reshape(-1)[0])
             for pos in self._open:
                 self.rewards[pos] = final
@@ -128,7 +135,8 @@ class _TruncatedNormalExploration:
 
     def _imitate_best(self) -> None:
         """Pull the actor towards the actions of the best episode so far (self-imitation)."""
-        best = self.replay_buffer.best_episode() if self.imitation_steps > 0 else None
+        stuck = getattr(self.replay_buffer, "revisits", 0) > 0  # let the actor drift off a revisited policy
+        best = self.replay_buffer.best_episode() if self.imitation_steps > 0 and not stuck else None
         if best is None:
             return
         obs = torch.as_tensor(best[0], dtype=torch.float32, device=self.device)
@@ -142,9 +150,11 @@ class _TruncatedNormalExploration:
         self.actor.set_training_mode(False)
 
     def current_sigma(self) -> float:
-        """Noise std for the episode being played."""
+        """Noise std for the episode being played: decaying, doubled per episode in a row that revisited."""
         after = max(0, self._episode_num - self.warmup_episodes)
-        return max(self.exploration_min_sigma, self.exploration_sigma * self.exploration_decay ** after)
+        sigma = max(self.exploration_min_sigma, self.exploration_sigma * self.exploration_decay ** after)
+        revisits = getattr(self.replay_buffer, "revisits", 0)
+        return min(max(sigma, self.exploration_sigma), sigma * 2.0 ** revisits) if revisits else sigma
 
     def _sample_action(self, learning_starts: int, action_noise: Any = None, n_envs: int = 1):
         action, buffer_action = super()._sample_action(learning_starts, None, n_envs)
@@ -241,6 +251,20 @@ class CompressionAgent:
         if episodes:
             self.model.learn(total_timesteps=episodes * self.episode_length, reset_num_timesteps=False,
                              callback=_EpisodeHook(self.env, on_episode))
+        return self.env.history[start:]
+
+    def search(self, evaluations: int, on_episode: Callable[[Episode], None] | None = None,
+               max_episodes: int | None = None) -> list[Episode]:
+        """Play episodes until ``evaluations`` more distinct policies are evaluated (revisits are free).
+
+        Stops after ``max_episodes`` (default: five per evaluation) even if the actor keeps revisiting."""
+        if evaluations < 0:
+            raise ConfigError(f"evaluations={evaluations} must be >= 0")
+        start, goal = len(self.env.history), self.env.evaluations + evaluations
+        for _ in range(5 * evaluations if max_episodes is None else max_episodes):
+            if self.env.evaluations >= goal:
+                break
+            self.train(1, on_episode)
         return self.env.history[start:]
 
     @property

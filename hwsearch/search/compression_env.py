@@ -209,6 +209,8 @@ class CompressionEnv(gym.Env):
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(len(self.knobs),), dtype=np.float32)
         self._reference_accuracy = reference_accuracy
         self.history: list[Episode] = []
+        self._known: dict[tuple, float] = {}   # accuracy of each distinct policy in ``history``
+        self._folded, self._folded_of = 0, self.history
         self._t = 0
         self._low: State = {}
         self._high: State = {}
@@ -328,9 +330,10 @@ class CompressionEnv(gym.Env):
         self._decide(np.asarray(action, dtype=np.float32).reshape(-1))
         if self._t < len(self.steps):
             return self._observation(), 0.0, False, False, {}
+        before = self.evaluations
         episode = self.record(self._low, source="agent")
         info = {"accuracy": episode.accuracy, "cost": episode.cost, "limit": self.limit,
-                "state": episode.state}
+                "state": episode.state, "revisit": self.evaluations == before}
         return self._observation(), float(episode.reward), True, False, info
 
     # ---- used by the agent and by the baselines alike -------------------------------------------
@@ -343,15 +346,35 @@ class CompressionEnv(gym.Env):
         return {k: v.copy() for k, v in self._low.items()}
 
     def record(self, state: State, source: str) -> Episode:
-        """Evaluate a state (accuracy on the validation subset), append it to the history, return it."""
-        acc = float(self.problem.accuracy(state))
-        episode = Episode(
-            index=len(self.history),
-            state={k: tuple(int(x) for x in state[k]) for k in KNOBS},
-            cost=self.cost(state), accuracy=acc, reward=acc - self.reference_accuracy, source=source,
-        )
+        """Evaluate a state (accuracy on the validation subset), append it to the history, return it.
+
+        A policy already in the history is not evaluated again (the evaluation is deterministic): its
+        accuracy is reused, so searches that revisit policies are held to `evaluations`, the number of
+        distinct policies they paid for."""
+        key = {k: tuple(int(x) for x in state[k]) for k in KNOBS}
+        known = self._known_accuracies()
+        flat = tuple(key.values())
+        acc = known[flat] if flat in known else float(self.problem.accuracy(state))
+        episode = Episode(index=len(self.history), state=key, cost=self.cost(state), accuracy=acc,
+                          reward=acc - self.reference_accuracy, source=source)
         self.history.append(episode)
+        known[flat] = acc
+        self._folded = len(self.history)
         return episode
+
+    def _known_accuracies(self) -> dict[tuple, float]:
+        """Accuracy of every distinct policy in the history (rebuilt when a resume replaces the history)."""
+        if self._folded_of is not self.history or self._folded > len(self.history):
+            self._known, self._folded, self._folded_of = {}, 0, self.history
+        for e in self.history[self._folded:]:
+            self._known[tuple(e.state[k] for k in KNOBS)] = e.accuracy
+        self._folded = len(self.history)
+        return self._known
+
+    @property
+    def evaluations(self) -> int:
+        """Distinct policies evaluated so far (revisits are free, see `record`)."""
+        return len(self._known_accuracies())
 
     @property
     def best(self) -> Episode | None:

@@ -77,5 +77,4 @@ def netspec_metrics(net: NetSpec, config: ExperimentConfig) -> dict[str, Any]:
 __all__ = ["PROVIDERS", "MetricProvider", "get", "measure", "names", "register"]
 
 # Providers living in their own modules register themselves on import.
-from hwsearch.search import accelerator_metrics  # noqa: E402,F401
-from hwsearch.search import device_latency  # noqa: E402,F401
+from hwsearch.search import accelerator_metrics, device_latency  # noqa: E402,F401,I001

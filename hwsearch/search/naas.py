@@ -23,20 +23,27 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from hwsearch.errors import ConfigError, RunError
+from hwsearch.errors import RunError
 from hwsearch.hwmodel import Accelerator, hardware_metrics
-from hwsearch.io import atomic_write_json
 from hwsearch.search.naas_evolution import FINISHED, WAIT, NaasEvolution, OuterSettings
 from hwsearch.search.naas_inner import (
-    CoSearchProblem, InnerResult, InnerSettings, QuantizedSpace, Reference, Triple, front_of, inner_search,
+    CoSearchProblem,
+    InnerResult,
+    InnerSettings,
+    QuantizedSpace,
+    Reference,
+    Triple,
+    front_of,
+    inner_search,
 )
 from hwsearch.spaces.accelerator import AcceleratorSpace, accelerator_space
 

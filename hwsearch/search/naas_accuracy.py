@@ -17,8 +17,9 @@ final front reports.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,6 +30,7 @@ from hwsearch.errors import CorruptTable
 from hwsearch.search.naas_inner import QuantizedSpace
 from hwsearch.spaces.base import Choice
 from hwsearch.train import evaluate
+
 
 def subnet(supernet: Any, data: Dataset, net_choice: Mapping[str, Any]) -> nn.Module:
     """The float sub-network ``net_choice`` cut from ``supernet``, BatchNorm recalibrated, eval mode."""
@@ -82,7 +84,7 @@ class BitsPenalty:
                 "drops": [list(r) for r in self.drops], "reference_acc": self.reference_acc}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "BitsPenalty":
+    def from_dict(cls, d: Mapping[str, Any]) -> BitsPenalty:
         """Inverse of `to_dict`."""
         try:
             return cls(tuple(d["groups"]), tuple(int(b) for b in d["bits"]), float(d["offset"]),

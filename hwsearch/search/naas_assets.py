@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +38,7 @@ class OneHotRidge:
         self.floor, self.ceiling = float(floor), float(ceiling)
 
     @classmethod
-    def fit(cls, space: SearchSpace, choices: Sequence[Choice], acc: np.ndarray, alpha: float = 1.0) -> "OneHotRidge":
+    def fit(cls, space: SearchSpace, choices: Sequence[Choice], acc: np.ndarray, alpha: float = 1.0) -> OneHotRidge:
         """Least squares with an L2 penalty ``alpha`` on the gene weights (not on the bias)."""
         x = np.stack([space.one_hot(c) for c in choices]).astype(float)
         y = np.asarray(acc, dtype=float)
@@ -58,7 +59,7 @@ class OneHotRidge:
                 "ceiling": self.ceiling}
 
     @classmethod
-    def from_dict(cls, space: SearchSpace, d: Mapping[str, Any]) -> "OneHotRidge":
+    def from_dict(cls, space: SearchSpace, d: Mapping[str, Any]) -> OneHotRidge:
         """Inverse of `to_dict`, checked against the space's encoding length."""
         w = np.asarray(d.get("weights", []), dtype=float)
         if d.get("kind") != "onehot-ridge" or w.shape != space.one_hot(space.reference("smallest")).shape:

@@ -14,7 +14,7 @@ Each returns every evaluated `Triple`, so fronts and hypervolumes are computed t
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 

@@ -16,8 +16,9 @@ every `Triple`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -70,7 +71,7 @@ class QuantizedSpace(SearchSpace):
         """The joint choice of a network choice and group bits."""
         return self.validate({**net_choice, **{f"bits.{g}": int(b) for g, b in bits.items()}})
 
-    def policy(self, choice: Mapping[str, Any]) -> "Policy":
+    def policy(self, choice: Mapping[str, Any]) -> Policy:
         """The compression `Policy` (per-layer w/a bits) of a joint choice."""
         from hwsearch.compress import LayerPolicy, Policy
 
@@ -89,7 +90,7 @@ class QuantizedSpace(SearchSpace):
         base = self.net.to_netspec(net_choice, batch)
         return NetSpec(tuple(quantize_layer(layer, bits) for layer in base.layers), base.input_shape, base.name)
 
-    def build(self, choice: Mapping[str, Any]) -> "torch.nn.Module":
+    def build(self, choice: Mapping[str, Any]) -> torch.nn.Module:
         """A freshly initialised, fake-quantized network (activation ranges still to calibrate)."""
         from hwsearch.compress import apply_policy
 
@@ -252,7 +253,7 @@ class Triple:
                 "edp": self.edp, "accuracy_source": self.accuracy_source}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Triple":
+    def from_dict(cls, d: Mapping[str, Any]) -> Triple:
         """Inverse of `to_dict`."""
         return cls(dict(d["choice"]), dict(d["accel"]), float(d["accuracy"]), float(d["latency_ms"]),
                    float(d["energy_mj"]), float(d["area_mm2"]), str(d.get("accuracy_source", "predicted")))
@@ -286,7 +287,7 @@ class CoSearchProblem:
         """`Triple`s of evaluated choices."""
         a = accel.to_dict()
         area = accel.area_mm2
-        return [Triple(dict(c), a, float(r[0]), float(r[1]), float(r[2]), area) for c, r in zip(choices, rows)]
+        return [Triple(dict(c), a, float(r[0]), float(r[1]), float(r[2]), area) for c, r in zip(choices, rows, strict=True)]
 
 
 @dataclass(frozen=True)
@@ -358,7 +359,7 @@ def front_of(triples: Sequence[Triple], with_area: bool = False) -> list[Triple]
         return []
     cols = [[-t.accuracy, t.latency_ms, t.energy_mj] + ([t.area_mm2] if with_area else []) for t in triples]
     mask = nondominated(np.array(cols))
-    return [t for t, m in zip(triples, mask) if m]
+    return [t for t, m in zip(triples, mask, strict=True) if m]
 
 
 __all__ = ["AccuracyModel", "CoSearchProblem", "CostTables", "InnerResult", "InnerSettings", "QuantizedSpace",

@@ -11,8 +11,9 @@ measured; latency and energy are those of the traced compressed network on that 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch

@@ -9,8 +9,9 @@ came from, and every accelerator trial's hypervolume) and ``pareto.png``; the be
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd

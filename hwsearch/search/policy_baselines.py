@@ -8,8 +8,9 @@
   the threshold chosen so the network meets the budget.
 - ``tpe``: Optuna's TPE sampler over the same per-layer action vector.
 
-Each baseline evaluates policies through `CompressionEnv.record`, so the environment's history is the
-one count of evaluations every method is held to; every policy goes through the same budget clipping.
+Each baseline evaluates policies through `CompressionEnv.record`, so the environment's count of
+distinct evaluated policies (`CompressionEnv.evaluations`; a revisited policy costs nothing) is the one
+budget every method is held to; every policy goes through the same budget clipping.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from hwsearch.search.compression_budget import State
 from hwsearch.search.compression_env import CompressionEnv, Episode
 
 Baseline = Callable[[CompressionEnv, int, int], list[Episode]]
+# Proposals per paid evaluation before a search that keeps revisiting policies is stopped anyway.
+MAX_DRAWS = 5
 BASELINES: dict[str, Baseline] = {}
 
 
@@ -37,7 +40,7 @@ def register(name: str) -> Callable[[Baseline], Baseline]:
 
 
 def run_baseline(name: str, env: CompressionEnv, evaluations: int, seed: int = 0) -> list[Episode]:
-    """Run baseline ``name`` with at most ``evaluations`` evaluated policies; returns its episodes."""
+    """Run baseline ``name`` with at most ``evaluations`` distinct evaluated policies; returns its episodes."""
     if evaluations < 1:
         raise ConfigError(f"evaluations={evaluations} must be >= 1")
     try:
@@ -103,10 +106,13 @@ def uniform(env: CompressionEnv, evaluations: int, seed: int) -> list[Episode]:
 
 @register("random")
 def random_policies(env: CompressionEnv, evaluations: int, seed: int) -> list[Episode]:
-    """``evaluations`` policies from uniformly random actions, clipped to the budget."""
+    """``evaluations`` distinct policies from uniformly random actions, clipped to the budget."""
     rng = np.random.default_rng(seed)
     out = []
-    for _ in range(evaluations):
+    goal = env.evaluations + evaluations
+    for _ in range(MAX_DRAWS * evaluations):
+        if env.evaluations >= goal:
+            break
         actions = rng.uniform(-1.0, 1.0, size=(len(env.steps), len(env.knobs)))
         out.append(env.record(env.state_from_actions(actions), source="random"))
     return out
@@ -130,7 +136,13 @@ def tpe(env: CompressionEnv, evaluations: int, seed: int) -> list[Episode]:
         out.append(episode)
         return episode.accuracy
 
-    study.optimize(objective, n_trials=evaluations)
+    goal = env.evaluations + evaluations
+
+    def enough(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if env.evaluations >= goal:
+            study.stop()
+
+    study.optimize(objective, n_trials=MAX_DRAWS * evaluations, callbacks=[enough])
     return out
 
 

@@ -144,9 +144,9 @@ __all__ = ["SEARCHERS", "SearchContext", "SearcherPlugin", "build", "names", "pl
            "validate_settings", "wait_for_end_work"]
 
 # Built-in searchers register themselves on import.
-from hwsearch.search import optuna_search as _optuna_search  # noqa: E402,F401
-from hwsearch.search import random_search as _random_search  # noqa: E402,F401
-from hwsearch.search import naas_tune as _naas_tune  # noqa: E402,F401  (registers searcher and evaluator naas)
 from hwsearch.search import compression_search as _compression_search  # noqa: E402,F401  (searchers amc/haq, evaluator compression)
 from hwsearch.search import evolution_tune as _evolution_tune  # noqa: E402,F401  (searcher evolution)
+from hwsearch.search import naas_tune as _naas_tune  # noqa: E402,F401  (registers searcher and evaluator naas)
+from hwsearch.search import optuna_search as _optuna_search  # noqa: E402,F401
+from hwsearch.search import random_search as _random_search  # noqa: E402,F401
 from hwsearch.search import supernet_eval as _supernet_eval  # noqa: E402,F401  (evaluator supernet)

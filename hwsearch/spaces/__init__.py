@@ -6,7 +6,8 @@ space is one decorated factory in one new module, imported at the bottom of this
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from hwsearch.errors import UnknownName
 from hwsearch.spaces.base import Choice, Dim, SearchSpace

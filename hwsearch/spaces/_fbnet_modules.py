@@ -11,9 +11,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from hwsearch.spaces.conv import SameConv2d
 from hwsearch.spaces.fbnet import Block
 from hwsearch.spaces.ops import Add
-from hwsearch.spaces.conv import SameConv2d
 
 
 class ConvBNAct(nn.Module):

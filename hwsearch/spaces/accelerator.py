@@ -16,7 +16,8 @@ option's score overtakes, which is what makes evolution over categorical genes s
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -201,7 +202,7 @@ class AcceleratorSpace(SearchSpace):
         """Not a network space: raises `SpecError` (use `to_accelerator`)."""
         raise SpecError("the accelerator space describes hardware, not a network; use to_accelerator(choice)")
 
-    def build(self, choice: Mapping[str, Any]) -> "torch.nn.Module":
+    def build(self, choice: Mapping[str, Any]) -> torch.nn.Module:
         """Not a network space: raises `SpecError` (use `to_accelerator`)."""
         raise SpecError("the accelerator space describes hardware, not a network; there is no module to build")
 

@@ -10,8 +10,9 @@ in Once-for-All's encoding, so that every choice of a space has the same length.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -58,7 +59,7 @@ class SearchSpace(ABC):
         """The exact compute layers of the network ``choice`` describes (no torch needed)."""
 
     @abstractmethod
-    def build(self, choice: Mapping[str, Any]) -> "torch.nn.Module":
+    def build(self, choice: Mapping[str, Any]) -> torch.nn.Module:
         """A freshly initialised ``torch.nn.Module`` for ``choice``."""
 
     @abstractmethod
@@ -120,7 +121,7 @@ class SearchSpace(ABC):
         """Uniform crossover: each gene from either parent with equal chance."""
         a, b = self.validate(a), self.validate(b)
         pick = rng.random(len(self.dims)) < 0.5
-        return {d.name: (a if p else b)[d.name] for d, p in zip(self.dims, pick)}
+        return {d.name: (a if p else b)[d.name] for d, p in zip(self.dims, pick, strict=True)}
 
     def encode(self, choice: Mapping[str, Any]) -> np.ndarray:
         """Fixed-length integer vector: the option index of every gene."""
@@ -132,7 +133,7 @@ class SearchSpace(ABC):
         if len(indices) != len(self.dims):
             raise SpecError(f"space {self.name!r} needs {len(self.dims)} indices, got {len(indices)}")
         out = {}
-        for d, i in zip(self.dims, indices):
+        for d, i in zip(self.dims, indices, strict=True):
             i = int(i)
             if not 0 <= i < len(d.options):
                 raise SpecError(f"gene {d.name!r}: index {i} outside 0..{len(d.options) - 1}")
@@ -143,7 +144,7 @@ class SearchSpace(ABC):
         """Fixed-length one-hot vector (concatenated per gene), the input of accuracy predictors."""
         idx = self.encode(choice)
         parts = []
-        for d, i in zip(self.dims, idx):
+        for d, i in zip(self.dims, idx, strict=True):
             v = np.zeros(len(d.options), dtype=np.float32)
             v[i] = 1.0
             parts.append(v)
