@@ -34,8 +34,12 @@ SETTINGS = {
 OUT = ROOT / "runs" / "benchmarks" / "agent_vs_baselines"
 
 
-def _results_file(network: str) -> Path:
-    return OUT / f"{network}.json"
+DEFAULT_VAL = 128
+
+
+def _results_file(network: str, val_samples: int = DEFAULT_VAL) -> Path:
+    """Saved runs of one network (a run with another validation subset size keeps its own file)."""
+    return OUT / (f"{network}.json" if val_samples == DEFAULT_VAL else f"{network}-val{val_samples}.json")
 
 
 def run_network(network: str, evaluations: int, seeds: int, val_samples: int) -> list[dict]:
@@ -50,7 +54,7 @@ def run_network(network: str, evaluations: int, seeds: int, val_samples: int) ->
     from hwsearch.search.policy_baselines import run_baseline
     from hwsearch.search.trained_cache import trained_network
 
-    path = _results_file(network)
+    path = _results_file(network, val_samples)
     rows = json.loads(path.read_text()) if path.exists() else []
     done = {(r["setting"], r["method"], r["seed"]) for r in rows}
     net = trained_network(network, NETWORKS[network], seed=0)
@@ -121,14 +125,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--evaluations", type=int, default=40, help="policies each method may evaluate")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--val-samples", type=int, default=128, help="validation images behind each reward")
+    parser.add_argument("--val-samples", type=int, default=DEFAULT_VAL,
+                        help="validation images behind each reward (another size: its own results and section)")
     parser.add_argument("--jobs", type=int, default=2, help="networks searched in parallel processes")
     parser.add_argument("--networks", nargs="*", default=list(NETWORKS))
     parser.add_argument("--report-only", action="store_true", help="rewrite the section from saved results")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     if args.report_only:
-        rows = [r for n in args.networks if _results_file(n).exists() for r in json.loads(_results_file(n).read_text())]
+        files = [_results_file(n, args.val_samples) for n in args.networks]
+        rows = [r for f in files if f.exists() for r in json.loads(f.read_text())]
     else:
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
             futures = [pool.submit(run_network, n, args.evaluations, args.seeds, args.val_samples)
@@ -154,7 +160,8 @@ def main() -> None:
     )
     command = " ".join(["python benchmarks/agent_vs_baselines.py",
                         *[a for a in sys.argv[1:] if a != "--report-only"]])
-    write_section("agent_vs_baselines", body, command)
+    section = "agent_vs_baselines" + ("" if args.val_samples == DEFAULT_VAL else f"_val{args.val_samples}")
+    write_section(section, body, command)
     print(table(rows))
 
 

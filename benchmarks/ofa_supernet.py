@@ -14,7 +14,10 @@ For each space (``ofa-mbv3`` and ``vit`` at the `COMPACT` sizes for 8x8 digits):
    evolution and with random search at the same number of predictor queries, and measures the winners.
 
     .venv/bin/python -m benchmarks.ofa_supernet [--spaces ofa-mbv3 vit] [--schedule fast] [--random 20]
-        [--samples 150] [--queries 1000] [--seeds 0 1 2] [--threads 1] [--no-write]
+        [--samples 150] [--queries 1000] [--seeds 0 1 2] [--threads 1] [--no-write] [--predictor-only]
+
+``--predictor-only`` runs step 3 alone, with the measurement ceiling beside it (the Kendall tau between
+validation and test accuracy of the same held-out sub-networks), into its own section.
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.stats import kendalltau
 
-from hwsearch.estimators.accuracy_predictor import fit_and_report
+from hwsearch.estimators.accuracy_predictor import fit_and_report, holdout_split
 from hwsearch.hwmodel import Accelerator, network_cost
 from hwsearch.ir import NetSpec
 from hwsearch.search.evolution import Constraints, EvolutionSettings, Feasibility, evolve, random_search
@@ -84,7 +88,7 @@ def run_space(name: str, args: argparse.Namespace) -> dict:
     archs = [("largest", space.reference("largest")), ("smallest", space.reference("smallest"))]
     archs += [(f"random{i}", space.sample(rng)) for i in range(args.random)]
     rows = []
-    for label, choice in archs:
+    for label, choice in ([] if args.predictor_only else archs):
         inside = subnet_accuracy(sn, data, choice, "test")
         scratch = scratch_accuracy(cached, plan, choice, epochs, args.threads)
         rows.append({"arch": label, "macs": space.to_netspec(choice).macs, "supernet": inside, "scratch": scratch})
@@ -94,6 +98,18 @@ def run_space(name: str, args: argparse.Namespace) -> dict:
     accs = accuracies(sn, data, choices, "val")
     pred, report = fit_and_report(space, choices, accs, seed=0)
     print(f"[{name}] predictor {report}", flush=True)
+    # The ceiling any predictor of validation accuracy faces: the same held-out sub-networks measured
+    # on the (independent) test split rank only this well against their validation accuracy.
+    _, held = holdout_split(len(choices), seed=0)
+    held_choices = [choices[i] for i in held]
+    held_test = accuracies(sn, data, held_choices, "test")
+    ceiling = {"val_vs_test_tau": float(kendalltau(accs[held], held_test).statistic),
+               "predictor_vs_test_tau": float(kendalltau(pred.predict(held_choices), held_test).statistic),
+               "val_spread_pt": float(100 * accs.std())}
+    print(f"[{name}] ceiling {ceiling}", flush=True)
+    if args.predictor_only:
+        return {"space": name, "predictor": report.to_dict(), "ceiling": ceiling, "schedule": args.schedule,
+                "train_s": cached.log.seconds}
 
     latency = ModelLatency("eyeriss")
     probe = sample_choices(sn, 200, seed=7)
@@ -114,7 +130,15 @@ def run_space(name: str, args: argparse.Namespace) -> dict:
         print(f"[{name}] search seed {seed}: {search[-1]}", flush=True)
     return {"space": name, "train_s": cached.log.seconds, "phases": cached.log.to_dict()["phases"], "epochs": epochs,
             "options": COMPACT[name], "rows": rows, "predictor": report.to_dict(), "limit_ms": limit * 1e3,
-            "search": search, "schedule": args.schedule}
+            "search": search, "schedule": args.schedule, "ceiling": ceiling}
+
+
+def predictor_markdown(res: dict) -> str:
+    """One row of the predictor-only table."""
+    p, c = res["predictor"], res["ceiling"]
+    return (f"| {res['space']} | `{res['schedule']}` | {p['n_train']} / {p['n_test']} | {100 * p['rmse']:.2f} pt | "
+            f"{p['kendall_tau']:.3f} | {c['predictor_vs_test_tau']:.3f} | {c['val_vs_test_tau']:.3f} | "
+            f"{c['val_spread_pt']:.2f} pt |")
 
 
 def markdown(res: dict, args: argparse.Namespace) -> str:
@@ -141,8 +165,14 @@ def markdown(res: dict, args: argparse.Namespace) -> str:
                    f"{100 * statistics.mean(r['supernet'] - r['scratch'] for r in rand):+.1f} pt |")
     out.append(f"| mean of all {len(rows)} | | | | {100 * statistics.mean(gap):+.1f} pt |")
     p = res["predictor"]
+    c = res.get("ceiling")
+    ceiling = "" if c is None else (
+        f" Measurement ceiling: the same held-out sub-networks' validation accuracy ranks their test accuracy "
+        f"with Kendall tau {c['val_vs_test_tau']:.3f} (the predictor's: {c['predictor_vs_test_tau']:.3f}); "
+        f"validation accuracies spread {c['val_spread_pt']:.2f} pt (std).")
     out += ["", f"Accuracy predictor (MLP 3x400 on one-hot, {p['n_train']} measured sub-networks, validation "
-            f"accuracy): held-out ({p['n_test']}) RMSE **{100 * p['rmse']:.2f} pt**, Kendall tau **{p['kendall_tau']:.3f}**.",
+            f"accuracy): held-out ({p['n_test']}) RMSE **{100 * p['rmse']:.2f} pt**, Kendall tau "
+            f"**{p['kendall_tau']:.3f}**.{ceiling}",
             "", f"Search under latency <= {res['limit_ms']:.4f} ms (Eyeriss model; 25th percentile of random "
             f"sub-networks), {res['search'][0]['queries']} predictor queries each (evolution: population 100, "
             "parent ratio 0.25, mutation ratio 0.5, mutation probability 0.1):", "",
@@ -168,11 +198,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=None, help="also write the raw results as JSON here")
+    ap.add_argument("--predictor-only", action="store_true",
+                    help="only the accuracy predictor and its measurement ceiling (own section)")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
     results = [run_space(name, args) for name in args.spaces]
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1))
+    if args.predictor_only:
+        body = ("## Once-for-All accuracy predictor vs its measurement ceiling (issue 7)\n\n"
+                f"MLP 3x400 on one-hot genes, fitted on the validation accuracy of {args.samples} random "
+                "sub-networks (BatchNorm recalibrated), 20% held out. 'val vs test' is the Kendall tau between "
+                "the held-out sub-networks' validation and test accuracies: two independent measurements of the "
+                "same networks, so no predictor of either can rank much better.\n\n"
+                "| space | schedule | train / held out | RMSE | tau (vs val) | tau (vs test) | val vs test tau | "
+                "val spread (std) |\n|---|---|---|---|---|---|---|---|\n"
+                + "\n".join(predictor_markdown(r) for r in results))
+        print(body)
+        if not args.no_write:
+            from benchmarks.report import write_section
+
+            write_section(f"{SECTION}_predictor", body, "python -m benchmarks.ofa_supernet " + " ".join(sys.argv[1:]))
+        return 0
     body = "## Once-for-All supernet (issue 7)\n\n" + "\n\n".join(markdown(r, args) for r in results)
     print(body)
     if not args.no_write:

@@ -168,18 +168,22 @@ class AccuracyPredictor:
         return cls.from_dict(d, space)
 
 
-def fit_and_report(space: SearchSpace, choices: Sequence[Mapping[str, Any]], accuracies: Sequence[float],
-                   test_fraction: float = 0.2, seed: int = 0, **fit_kwargs: Any) -> tuple[AccuracyPredictor, PredictorReport]:
-    """Fit on a random ``1 - test_fraction`` of the pairs and report RMSE / Kendall tau on the rest."""
-    n = len(choices)
+def holdout_split(n: int, test_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) indices of ``n`` pairs: the split `fit_and_report` uses."""
     if not 0 < test_fraction < 1:
         raise ConfigError(f"test_fraction={test_fraction} must lie strictly between 0 and 1")
     order = np.random.default_rng(seed).permutation(n)
     n_test = max(1, int(round(n * test_fraction)))
-    test, train = order[:n_test], order[n_test:]
+    return order[n_test:], order[:n_test]
+
+
+def fit_and_report(space: SearchSpace, choices: Sequence[Mapping[str, Any]], accuracies: Sequence[float],
+                   test_fraction: float = 0.2, seed: int = 0, **fit_kwargs: Any) -> tuple[AccuracyPredictor, PredictorReport]:
+    """Fit on a random ``1 - test_fraction`` of the pairs and report RMSE / Kendall tau on the rest."""
+    train, test = holdout_split(len(choices), test_fraction, seed)
     acc = np.asarray(accuracies, dtype=np.float64)
     pred = AccuracyPredictor.fit(space, [choices[i] for i in train], acc[train], seed=seed, **fit_kwargs)
     return pred, pred.report([choices[i] for i in test], acc[test], n_train=len(train))
 
 
-__all__ = ["AccuracyPredictor", "FORMAT_VERSION", "PredictorReport", "encode_many", "fit_and_report"]
+__all__ = ["AccuracyPredictor", "FORMAT_VERSION", "PredictorReport", "encode_many", "fit_and_report", "holdout_split"]
