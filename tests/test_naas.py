@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -279,3 +280,37 @@ def test_one_hot_ridge_never_predicts_beyond_the_measured_accuracies(problem):
     pred = model([net.sample(rng) for _ in range(500)])
     assert pred.max() <= acc.max() and pred.min() >= acc.min()
     assert OneHotRidge.from_dict(net, model.to_dict()).ceiling == acc.max()
+
+
+class _DoneEvolution:
+    """An evolution whose every trial is in (the state a run killed during its final report left)."""
+
+    proposals: dict = {}
+    results: dict = {}
+
+    def complete(self) -> bool:
+        return True
+
+    def state(self) -> dict:
+        return {}
+
+    def load_state(self, state: dict) -> None:
+        pass
+
+    def front(self) -> list:
+        return []
+
+
+@pytest.mark.parametrize("front", [None, {"best": "t1"}, {"best": "t1", "export": {}}, {"best": None}])
+def test_resumed_searcher_writes_a_final_report_the_kill_left_unfinished(tmp_path, monkeypatch, front):
+    from hwsearch.search.naas_tune import NaasSearcher
+
+    if front is not None:
+        (tmp_path / "naas").mkdir()
+        (tmp_path / "naas" / "front.json").write_text(json.dumps(front))
+    NaasSearcher(_DoneEvolution(), str(tmp_path), "accuracy", "max").save(str(tmp_path / "searcher.json"))
+    started = []
+    monkeypatch.setattr(NaasSearcher, "_start_final_report", lambda self: started.append(True))
+    NaasSearcher(_DoneEvolution(), str(tmp_path), "accuracy", "max").restore(str(tmp_path / "searcher.json"))
+    unfinished = front is None or ("export" not in front and front["best"] is not None)
+    assert started == ([True] if unfinished else [])

@@ -120,6 +120,18 @@ class NaasSearcher(Searcher):
             raise RunError(f"cannot read the NAAS searcher state {checkpoint_path}: {e}") from None
         self.evolution.load_state(state["evolution"])
         self.reported = bool(state.get("reported", False))
+        if self.evolution.complete() and not self._report_written():
+            # Killed after the last trial but before the report was written: Tune has nothing left to
+            # run and calls no hook again, so write it now (the driver waits for it before finishing).
+            self._start_final_report()
+
+    def _report_written(self) -> bool:
+        """Whether the final report is complete: front.json with the export (or no pair to export)."""
+        try:
+            summary = json.loads((Path(self.run_dir) / "naas" / "front.json").read_text())
+        except (OSError, ValueError):
+            return False
+        return "export" in summary or summary.get("best") is None
 
 
 def _read_front(trial_dir: Path) -> list[dict[str, Any]]:
