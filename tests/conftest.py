@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -72,8 +75,25 @@ def _wait_for_trials(run_path: Path, proc: subprocess.Popen, at_least: int, time
     raise AssertionError(f"fewer than {at_least} trials finished within {timeout_s}s")
 
 
+def _killed_run(config: Path, run_path: Path, at_least: int = 2, env: dict[str, str] | None = None,
+                timeout_s: float = 400) -> Any:
+    """Run ``hwsearch run CONFIG`` in another process, SIGKILL it (driver, Ray and trials, as in a power cut)
+    once ``run_path`` has recorded ``at_least`` trials, and return the trials recorded before the kill."""
+    from hwsearch.search.rundir import RunDir
+
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen([sys.executable, "-m", "hwsearch.cli", "run", str(config), "--quiet"], cwd=root,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        _wait_for_trials(run_path, proc, at_least, timeout_s)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return RunDir(run_path).trials()
+
+
 @pytest.fixture(scope="session")
-def wait_for_trials() -> Callable[[Path, subprocess.Popen, int, float], int]:
-    """``wait_for_trials(run_path, proc, at_least, timeout_s)``: the number of trials recorded by a run
-    that another process (``proc``) is running, once it reaches ``at_least``."""
-    return _wait_for_trials
+def killed_run() -> Callable[..., Any]:
+    """``killed_run(config_path, run_path, at_least=2, env=None)``: the trials a run of the config had
+    recorded when it was killed with SIGKILL (see `_killed_run`)."""
+    return _killed_run

@@ -7,17 +7,12 @@ ofa-mbv3 with at most one epoch).
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from hwsearch.search.config import parse_config
-from hwsearch.search.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
 METRICS = ["val_acc", "test_acc", "macs", "params", "peak_activation_bytes", "choice"]
@@ -80,7 +75,7 @@ def test_a_diverging_trial_is_recorded_failed_and_the_search_goes_on(ray_local, 
 
 
 def test_resume_after_kill_9_loses_no_trial_and_repeats_none(ray_local, tmp_path, tiny_experiment,
-                                                               wait_for_trials):
+                                                               killed_run):
     from hwsearch.search.driver import resume_experiment
     from hwsearch.search.optuna_search import open_study
 
@@ -89,14 +84,7 @@ def test_resume_after_kill_9_loses_no_trial_and_repeats_none(ray_local, tmp_path
                           searcher={"name": "optuna", "seed": 0, "settings": {"population_size": 2}})
     (tmp_path / "killed.yaml").write_text(yaml.safe_dump(raw))
     run_path = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "hwsearch.cli", "run", str(tmp_path / "killed.yaml"), "--quiet"],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        wait_for_trials(run_path, proc, at_least=2, timeout_s=400)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the driver, its Ray instance and its trials, as in a power cut
-        proc.wait()
-    before = RunDir(run_path).trials()
+    before = killed_run(tmp_path / "killed.yaml", run_path)
     assert 2 <= len(before) < budget
 
     run = resume_experiment(run_path, quiet=True)

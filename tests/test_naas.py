@@ -295,7 +295,7 @@ class _DoneEvolution:
         return {}
 
     def load_state(self, state: dict) -> None:
-        pass
+        self.loaded = state
 
     def front(self) -> list:
         return []

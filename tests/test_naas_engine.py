@@ -10,15 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-
-from hwsearch.search.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
 METRICS = ["accuracy", "predicted_acc", "latency_ms", "energy_mj", "edp", "area_mm2", "hypervolume", "generation",
@@ -50,7 +45,7 @@ def one_torch_thread():
 
 @pytest.mark.slow
 def test_naas_resumed_after_kill_9_breeds_from_the_kept_generation_and_writes_its_front(
-        ray_local, one_torch_thread, tmp_path, monkeypatch, wait_for_trials):
+        ray_local, one_torch_thread, tmp_path, monkeypatch, killed_run):
     from typer.testing import CliRunner
 
     from hwsearch.cli import app
@@ -62,15 +57,7 @@ def test_naas_resumed_after_kill_9_breeds_from_the_kept_generation_and_writes_it
     run_path = tmp_path / "killed"
     monkeypatch.setenv("HWSEARCH_CACHE", str(tmp_path / "cache"))  # the supernet is trained there, not in the user's
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # see one_torch_thread
-    proc = subprocess.Popen([sys.executable, "-m", "hwsearch.cli", "run", str(tmp_path / "killed.yaml"), "--quiet"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    try:
-        wait_for_trials(run_path, proc, at_least=2, timeout_s=400)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the driver, its Ray instance and its trials, as in a power cut
-        proc.wait()
-    before = RunDir(run_path).trials()
+    before = killed_run(tmp_path / "killed.yaml", run_path, env=env)
     assert 2 <= len(before) < budget
 
     run = resume_experiment(run_path, quiet=True)

@@ -154,7 +154,7 @@ class _TruncatedNormalExploration:
         after = max(0, self._episode_num - self.warmup_episodes)
         sigma = max(self.exploration_min_sigma, self.exploration_sigma * self.exploration_decay ** after)
         revisits = getattr(self.replay_buffer, "revisits", 0)
-        return min(max(sigma, self.exploration_sigma), sigma * 2.0 ** revisits) if revisits else sigma
+        return max(sigma, min(self.exploration_sigma, sigma * 2.0 ** revisits))
 
     def _sample_action(self, learning_starts: int, action_noise: Any = None, n_envs: int = 1):
         action, buffer_action = super()._sample_action(learning_starts, None, n_envs)
