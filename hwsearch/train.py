@@ -118,18 +118,25 @@ def deterministic(seed: int, threads: int | None) -> Iterator[int]:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> float:
-    """Top-1 accuracy of ``model`` on images ``x`` with labels ``y``, in [0, 1]."""
+def scores(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> tuple[float, float]:
+    """Top-1 accuracy of ``model`` on images ``x`` with labels ``y`` and its mean softmax probability of the true label."""
     if len(y) == 0:
-        return 0.0
+        return 0.0, 0.0
     was_training = model.training
     model.eval()
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    correct = 0
+    correct, confidence = 0, 0.0
     for xb, yb in batches(x, y, batch_size):
-        correct += int((model(xb.to(device)).argmax(dim=1).cpu() == yb).sum())
+        logits = model(xb.to(device)).cpu()
+        correct += int((logits.argmax(dim=1) == yb).sum())
+        confidence += float(logits.softmax(dim=1).gather(1, yb.view(-1, 1)).sum())
     model.train(was_training)
-    return correct / len(y)
+    return correct / len(y), confidence / len(y)
+
+
+def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> float:
+    """Top-1 accuracy of ``model`` on images ``x`` with labels ``y``, in [0, 1]."""
+    return scores(model, x, y, batch_size)[0]
 
 
 def _shift(x: torch.Tensor, max_shift: float, gen: torch.Generator) -> torch.Tensor:

@@ -13,7 +13,7 @@ from hwsearch.compress import compressed_netspec
 from hwsearch.data import load_data
 from hwsearch.errors import ConfigError, UnknownName
 from hwsearch.search.compression_budget import METRICS, Budget, FilledTable
-from hwsearch.search.compression_env import CompressionEnv, EnvConfig, channel_options
+from hwsearch.search.compression_env import CompressionEnv, EnvConfig, Episode, channel_options
 from hwsearch.search.compression_target import TorchProblem
 
 
@@ -166,3 +166,27 @@ def test_channel_options_round_to_multiples_and_respect_max_sparsity():
     assert channel_options(64, 0.8, 8) == [16, 24, 32, 40, 48, 56, 64]
     assert channel_options(20, 0.8, 8) == [8, 16, 20]
     assert channel_options(4, 0.5, 8) == [2, 3, 4]
+
+
+def test_equally_accurate_policies_are_ranked_by_confidence_then_order(vit_problem, monkeypatch):
+    env = CompressionEnv(vit_problem, EnvConfig(mode="amc", budget=Budget("macs", ratio=0.7)))
+    states = [_random_state(env, seed) for seed in range(6)]
+    keys = [tuple(int(x) for x in s["keep"]) for s in states]
+    distinct = [s for i, s in enumerate(states) if keys[i] not in keys[:i]][:3]
+    assert len(distinct) == 3
+    confidence = {tuple(int(x) for x in s["keep"]): c for s, c in zip(distinct, (0.6, 0.9, 0.9), strict=True)}
+    monkeypatch.setattr(vit_problem, "accuracy", lambda state, split="val": 0.5)
+    monkeypatch.setattr(vit_problem, "confidence", lambda state, split="val": confidence[tuple(int(x) for x in state["keep"])])
+    episodes = [env.record(s, source="test") for s in distinct]
+    assert env.best is episodes[1]  # most confident; the later equally confident one loses on order
+    again = env.record(distinct[0], source="test")
+    assert again.confidence == 0.6 and env.evaluations == 3
+
+
+def test_episode_confidence_survives_a_round_trip_and_old_records_read_as_unknown(vit_problem):
+    env = CompressionEnv(vit_problem, EnvConfig(mode="amc", budget=Budget("macs", ratio=0.7)))
+    episode = env.record(_random_state(env, 0), source="test")
+    assert 0.0 < episode.confidence <= 1.0
+    assert Episode.from_dict(episode.to_dict()) == episode
+    old = {k: v for k, v in episode.to_dict().items() if k != "confidence"}
+    assert np.isnan(Episode.from_dict(old).confidence)

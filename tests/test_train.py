@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
 
 from hwsearch.data import load_data
-from hwsearch.train import Recipe, TrainingDiverged, evaluate, train_and_evaluate
+from hwsearch.train import Recipe, TrainingDiverged, evaluate, scores, train_and_evaluate
 
 
 def small_cnn(channels: int = 1, classes: int = 10) -> nn.Module:
@@ -80,7 +82,11 @@ def test_evaluate_counts_top1_hits():
             return x.flatten(1)
 
     x = torch.eye(4).reshape(4, 1, 2, 2)
-    assert evaluate(Echo(), x, torch.tensor([0, 1, 2, 0])) == 0.75
+    y = torch.tensor([0, 1, 2, 0])
+    assert evaluate(Echo(), x, y) == 0.75
+    accuracy, confidence = scores(Echo(), x, y)
+    hit, miss = math.e / (math.e + 3), 1 / (math.e + 3)  # softmax of a one-hot row over 4 classes
+    assert accuracy == 0.75 and confidence == pytest.approx((3 * hit + miss) / 4)
 
 
 def test_recipe_rejects_unknown_and_out_of_range_settings():

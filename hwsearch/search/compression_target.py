@@ -40,7 +40,7 @@ from hwsearch.estimators.counters import trace_netspec
 from hwsearch.ir import NetSpec
 from hwsearch.search.compression_budget import State
 from hwsearch.search.compression_env import FLOAT_BITS, Slot
-from hwsearch.train import evaluate
+from hwsearch.train import scores
 
 if TYPE_CHECKING:
     from hwsearch.search.trained_cache import TrainedNetwork
@@ -180,7 +180,7 @@ class TorchProblem:
             self.data["test"] = (x_test, y_test)
         self.calib = calib if calib is not None else x_val[:256]
         self.round_to, self.w_clip, self.recalibrate_bn = round_to, w_clip, recalibrate_bn
-        self._memo: dict[tuple[str, bool, bytes], float] = {}
+        self._memo: dict[tuple[str, bool, bytes], tuple[float, float]] = {}  # (accuracy, confidence)
         self.layers, groups, dg = analyse(model, self.input_shape)
         channel, self.unprunable = _channel_masks(model, groups, dg)
         self.masks = {**channel, **_head_masks(model)}
@@ -350,16 +350,23 @@ class TorchProblem:
             recalibrate_batchnorm(self._work, self.calib)
         return self._work
 
-    def accuracy(self, state: State, split: str = "val", exact: bool = False) -> float:
-        """Top-1 accuracy without fine-tuning; ``exact`` (or quantized activations) uses `apply_policy`."""
+    def _scores(self, state: State, split: str, exact: bool) -> tuple[float, float]:
         key = (split, exact, b"".join(np.asarray(state[k], dtype=np.int64).tobytes() for k in ("keep", "w_bits", "a_bits")))
         if key not in self._memo:
             x, y = self.data[split]
             if exact or any(int(b) < FLOAT_BITS for b in state["a_bits"]):
-                self._memo[key] = evaluate(self.apply(state), x, y)
+                self._memo[key] = scores(self.apply(state), x, y)
             else:
-                self._memo[key] = evaluate(self._masked_model(state), x, y)
+                self._memo[key] = scores(self._masked_model(state), x, y)
         return self._memo[key]
+
+    def accuracy(self, state: State, split: str = "val", exact: bool = False) -> float:
+        """Top-1 accuracy without fine-tuning; ``exact`` (or quantized activations) uses `apply_policy`."""
+        return self._scores(state, split, exact)[0]
+
+    def confidence(self, state: State, split: str = "val") -> float:
+        """Mean softmax probability of the true label (same network as `accuracy`): ranks equally accurate policies."""
+        return self._scores(state, split, False)[1]
 
 
 @torch.no_grad()
