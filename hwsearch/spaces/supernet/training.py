@@ -72,7 +72,7 @@ SCHEDULES: dict[str, Schedule] = {
     # The width phase is where random sub-networks catch up: against the same architectures trained
     # from scratch (test, 20 random sub-networks), 6 width epochs at lr 3e-3 left them -6.0 points
     # behind, lr 6e-3 -3.1, and 12 width epochs at 6e-3 -0.9 (1e-2: -1.7), for about 90 s more.
-    "default": Schedule(epochs_full=10, epochs_kernel=4, epochs_depth=4, epochs_width=12,
+    "default": Schedule(epochs_full=10, epochs_kernel=4, epochs_depth=4, epochs_width=20,
                         lr_full=1e-2, lr_elastic=6e-3, recipe=Recipe(epochs=0, batch_size=32)),
     # For tests: a few steps only.
     "tiny": Schedule(epochs_full=1, epochs_kernel=1, epochs_depth=1, epochs_width=1, sandwich=1,
