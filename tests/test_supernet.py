@@ -142,3 +142,16 @@ def test_checkpoint_is_cached_reused_and_a_corrupt_one_is_retrained(tmp_path, mo
     with pytest.warns(UserWarning, match="unreadable"):
         redone = load_or_train("vit", "digits", plan, seed=0, space_kwargs=TINY["vit"])
     assert redone.trained_now
+
+
+def test_a_supernet_trained_twice_under_one_seed_is_the_same_whatever_ran_before(tmp_path):
+    plan = {"preset": "tiny", "max_steps_per_epoch": 1}
+    states = []
+    for rng_before, root in ((1, tmp_path / "a"), (2, tmp_path / "b")):
+        torch.manual_seed(rng_before)  # the caller's RNG state must not reach the initial weights
+        torch.rand(7)
+        states.append(load_or_train("vit", "digits", plan, seed=0, space_kwargs=TINY["vit"], root=root)
+                      .supernet.state_dict())
+    assert states[0].keys() == states[1].keys()
+    for name, t in states[0].items():
+        assert torch.equal(t, states[1][name]), name

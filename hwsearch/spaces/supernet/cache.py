@@ -29,7 +29,7 @@ from hwsearch.io import atomic_write_bytes, file_lock
 from hwsearch.spaces.supernet.supernet import SuperNet
 from hwsearch.spaces.supernet.training import PhaseLog, Schedule, TrainingLog, schedule, train_supernet
 
-FORMAT_VERSION = 3  # 2: elastic phases no longer warm up; 3: zero-init residual blocks
+FORMAT_VERSION = 4  # 2: elastic phases no longer warm up; 3: zero-init residual blocks; 4: seeded init
 
 
 def cache_dir() -> Path:
@@ -93,6 +93,13 @@ def load_supernet_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor
         raise CorruptTable(f"supernet checkpoint {path} is unreadable ({type(e).__name__}: {e})") from None
 
 
+def initial_supernet(space: spaces.SearchSpace, seed: int) -> SuperNet:
+    """The untrained supernet of ``space``, its weights drawn from ``seed`` alone (not from the caller's RNG state)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return SuperNet(space)
+
+
 def load_or_train(
     space: str,
     data: str = "digits",
@@ -112,7 +119,7 @@ def load_or_train(
     key = supernet_key(space, kwargs, data, plan, seed, data_seed)
     folder = Path(root) if root is not None else cache_dir() / "supernets"
     path = folder / f"{space}-{key}.pt"
-    supernet = SuperNet(sp)
+    supernet = initial_supernet(sp, seed)
     with file_lock(folder / f"{space}-{key}.lock"):
         if path.exists():
             try:
@@ -123,7 +130,7 @@ def load_or_train(
                                       kwargs)
             except (CorruptTable, RuntimeError) as e:
                 warnings.warn(f"{e}; training the supernet again", stacklevel=2)
-                supernet = SuperNet(sp)
+                supernet = initial_supernet(sp, seed)
         log = train_supernet(supernet, dataset, plan, seed=seed, progress=progress, on_phase=on_phase)
         meta = {"space": space, "space_kwargs": kwargs, "data": data, "data_seed": data_seed, "seed": seed,
                 "schedule": plan.model_dump(mode="json"), "log": log.to_dict()}
@@ -131,5 +138,5 @@ def load_or_train(
     return CachedSupernet(supernet, dataset, key, path, log, True, kwargs)
 
 
-__all__ = ["CachedSupernet", "FORMAT_VERSION", "cache_dir", "load_or_train", "load_supernet_state",
+__all__ = ["CachedSupernet", "FORMAT_VERSION", "cache_dir", "initial_supernet", "load_or_train", "load_supernet_state",
            "save_supernet", "space_kwargs_for", "supernet_key"]
