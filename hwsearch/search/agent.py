@@ -93,6 +93,7 @@ class EpisodeRewardBuffer(ReplayBuffer):
         super().__init__(*args, **kwargs)
         self._open: list[int] = []
         self.best_reward = -np.inf
+        self.best_confidence = -np.inf  # breaks ties of the reward, as `CompressionEnv.best` does
         self.best_positions: list[int] = []
         self.revisits = 0  # episodes in a row that ended on an already evaluated policy
 
@@ -106,8 +107,10 @@ class EpisodeRewardBuffer(ReplayBuffer):
             for pos in self._open:
                 self.rewards[pos] = final
                 self.dones[pos] = 1.0
-            if final > self.best_reward:
-                self.best_reward, self.best_positions = final, list(self._open)
+            conf = float(infos[0].get("confidence", np.nan)) if infos else np.nan
+            conf = -np.inf if np.isnan(conf) else conf
+            if (final, conf) > (self.best_reward, getattr(self, "best_confidence", -np.inf)):
+                self.best_reward, self.best_confidence, self.best_positions = final, conf, list(self._open)
             self._open = []
 
     def best_episode(self) -> tuple[np.ndarray, np.ndarray] | None:

@@ -339,8 +339,8 @@ class CompressionEnv(gym.Env):
             return self._observation(), 0.0, False, False, {}
         before = self.evaluations
         episode = self.record(self._low, source="agent")
-        info = {"accuracy": episode.accuracy, "cost": episode.cost, "limit": self.limit,
-                "state": episode.state, "revisit": self.evaluations == before}
+        info = {"accuracy": episode.accuracy, "confidence": episode.confidence, "cost": episode.cost,
+                "limit": self.limit, "state": episode.state, "revisit": self.evaluations == before}
         return self._observation(), float(episode.reward), True, False, info
 
     # ---- used by the agent and by the baselines alike -------------------------------------------
