@@ -87,7 +87,7 @@ SPACE_SCHEDULES: dict[str, dict[str, Schedule]] = {
                          lr_full=3e-3, lr_elastic=1e-3, recipe=Recipe(epochs=0, batch_size=32)),
         # Random sub-networks vs from scratch (test): 8 width epochs at lr 1e-3 left them 6.4 points
         # behind, 20 at 3e-3 2.1 (1.1 with another initialisation). Single-head slices lag most.
-        "default": Schedule(epochs_full=20, epochs_kernel=0, epochs_depth=5, epochs_width=30,
+        "default": Schedule(epochs_full=20, epochs_kernel=0, epochs_depth=5, epochs_width=20,
                             lr_full=3e-3, lr_elastic=3e-3, recipe=Recipe(epochs=0, batch_size=32)),
     },
 }
