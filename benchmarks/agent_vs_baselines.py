@@ -35,11 +35,19 @@ OUT = ROOT / "runs" / "benchmarks" / "agent_vs_baselines"
 
 
 DEFAULT_VAL = 128
+DEFAULT_EVALUATIONS = 40
 
 
-def _results_file(network: str, val_samples: int = DEFAULT_VAL) -> Path:
-    """Saved runs of one network (a run with another validation subset size keeps its own file)."""
-    return OUT / (f"{network}.json" if val_samples == DEFAULT_VAL else f"{network}-val{val_samples}.json")
+def _suffix(val_samples: int, evaluations: int, sep: str) -> str:
+    """What sets a non-default run apart, for its results file and BENCHMARKS section."""
+    parts = ([f"val{val_samples}"] if val_samples != DEFAULT_VAL else []) + \
+        ([f"e{evaluations}"] if evaluations != DEFAULT_EVALUATIONS else [])
+    return "".join(sep + p for p in parts)
+
+
+def _results_file(network: str, val_samples: int = DEFAULT_VAL, evaluations: int = DEFAULT_EVALUATIONS) -> Path:
+    """Saved runs of one network (another validation size or evaluation budget keeps its own file)."""
+    return OUT / f"{network}{_suffix(val_samples, evaluations, '-')}.json"
 
 
 def run_network(network: str, evaluations: int, seeds: int, val_samples: int) -> list[dict]:
@@ -54,7 +62,7 @@ def run_network(network: str, evaluations: int, seeds: int, val_samples: int) ->
     from hwsearch.search.policy_baselines import run_baseline
     from hwsearch.search.trained_cache import trained_network
 
-    path = _results_file(network, val_samples)
+    path = _results_file(network, val_samples, evaluations)
     rows = json.loads(path.read_text()) if path.exists() else []
     done = {(r["setting"], r["method"], r["seed"]) for r in rows}
     net = trained_network(network, NETWORKS[network], seed=0)
@@ -123,7 +131,8 @@ def table(rows: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--evaluations", type=int, default=40, help="policies each method may evaluate")
+    parser.add_argument("--evaluations", type=int, default=DEFAULT_EVALUATIONS,
+                        help="policies each method may evaluate (another budget: its own results and section)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--val-samples", type=int, default=DEFAULT_VAL,
                         help="validation images behind each reward (another size: its own results and section)")
@@ -133,7 +142,7 @@ def main() -> None:
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     if args.report_only:
-        files = [_results_file(n, args.val_samples) for n in args.networks]
+        files = [_results_file(n, args.val_samples, args.evaluations) for n in args.networks]
         rows = [r for f in files if f.exists() for r in json.loads(f.read_text())]
     else:
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
@@ -157,11 +166,11 @@ def main() -> None:
         "Agent: DDPG with self-imitation of its best episode, a quarter of the evaluations as warm-up "
         "episodes. Validation accuracies rest on "
         f"{args.val_samples} images, so differences of a few points between methods are within the noise "
-        "of picking the best of 40 noisy scores.\n\n" + table(rows)
+        f"of picking the best of {args.evaluations} noisy scores.\n\n" + table(rows)
     )
     command = " ".join(["python benchmarks/agent_vs_baselines.py",
                         *[a for a in sys.argv[1:] if a != "--report-only"]])
-    section = "agent_vs_baselines" + ("" if args.val_samples == DEFAULT_VAL else f"_val{args.val_samples}")
+    section = "agent_vs_baselines" + _suffix(args.val_samples, args.evaluations, "_")
     write_section(section, body, command)
     print(table(rows))
 
