@@ -5,10 +5,13 @@ MACs (``amc`` mode) and weights at 4 bits on average (``haq`` mode, float activa
 evaluates at most the same number of distinct policies on the same validation subset (a policy proposed
 again is not evaluated again and costs nothing), through the same budget clipping; the policy it picks (best validation accuracy) is then measured on the test split,
 before any fine-tuning, both as the search saw it (masked weights) and as `apply_policy` builds it.
+The agent spends ``--scan-share`` of its evaluations on a per-layer sensitivity scan whose policy it
+replays as a demonstration (`CompressionAgent.scan`); ``--scan-share 0`` measures AMC's agent alone.
 Three seeds per method; the table shows medians. Results are kept per run in a JSON file, so an
 interrupted benchmark continues where it stopped.
 
-    python benchmarks/agent_vs_baselines.py [--evaluations 40] [--seeds 3] [--jobs 2] [--report-only]
+    python benchmarks/agent_vs_baselines.py [--evaluations 120] [--val-samples 270] [--scan-share 0.5]
+        [--seeds 3] [--jobs 2] [--report-only]
 """
 
 from __future__ import annotations
@@ -34,24 +37,24 @@ SETTINGS = {
 OUT = ROOT / "runs" / "benchmarks" / "agent_vs_baselines"
 
 
-DEFAULT_VAL = 128
-DEFAULT_EVALUATIONS = 40
+def _tag(val_samples: int, evaluations: int, sep: str) -> str:
+    """What sets one run apart (validation images, evaluation budget), for its results file."""
+    return f"{sep}val{val_samples}{sep}e{evaluations}"
 
 
-def _suffix(val_samples: int, evaluations: int, sep: str) -> str:
-    """What sets a non-default run apart, for its results file and BENCHMARKS section."""
-    parts = ([f"val{val_samples}"] if val_samples != DEFAULT_VAL else []) + \
-        ([f"e{evaluations}"] if evaluations != DEFAULT_EVALUATIONS else [])
-    return "".join(sep + p for p in parts)
+def _results_file(network: str, val_samples: int, evaluations: int) -> Path:
+    """Saved runs of one network at one validation size and evaluation budget."""
+    return OUT / f"{network}{_tag(val_samples, evaluations, '-')}.json"
 
 
-def _results_file(network: str, val_samples: int = DEFAULT_VAL, evaluations: int = DEFAULT_EVALUATIONS) -> Path:
-    """Saved runs of one network (another validation size or evaluation budget keeps its own file)."""
-    return OUT / f"{network}{_suffix(val_samples, evaluations, '-')}.json"
+def _same_agent(row: dict, scan_share: float) -> bool:
+    """Whether a saved row belongs to a run with this agent (baselines do not depend on it)."""
+    return row["method"] != "agent" or row.get("scan_share", 0.0) == scan_share
 
 
-def run_network(network: str, evaluations: int, seeds: int, val_samples: int) -> list[dict]:
-    """Every (setting, method, seed) run of one network; finished runs are read back, not repeated."""
+def run_network(network: str, evaluations: int, seeds: int, val_samples: int, scan_share: float) -> list[dict]:
+    """Every (setting, method, seed) run of one network; finished runs are read back, not repeated
+    (the agent's only if they used the same ``scan_share``)."""
     import torch
 
     torch.set_num_threads(1)
@@ -63,8 +66,8 @@ def run_network(network: str, evaluations: int, seeds: int, val_samples: int) ->
     from hwsearch.search.trained_cache import trained_network
 
     path = _results_file(network, val_samples, evaluations)
-    rows = json.loads(path.read_text()) if path.exists() else []
-    done = {(r["setting"], r["method"], r["seed"]) for r in rows}
+    rows = json.loads(path.read_text()) if path.exists() else []  # agents of every scan share stay saved
+    done = {(r["setting"], r["method"], r["seed"]) for r in rows if _same_agent(r, scan_share)}
     net = trained_network(network, NETWORKS[network], seed=0)
     problem = TorchProblem.from_trained(net, val_samples=val_samples, calib_samples=64)
     for setting, spec in SETTINGS.items():
@@ -80,7 +83,9 @@ def run_network(network: str, evaluations: int, seeds: int, val_samples: int) ->
                 env = CompressionEnv(problem, config, reference_accuracy=reference)
                 start = time.time()
                 if method == "agent":
-                    agent = CompressionAgent(env, AgentConfig(warmup_episodes=max(2, n_eval // 4), seed=seed))
+                    own = n_eval - int(round(scan_share * n_eval))  # evaluations left after the scan
+                    agent = CompressionAgent(env, AgentConfig(warmup_episodes=max(2, own // 4), seed=seed,
+                                                              scan_share=scan_share))
                     agent.search(n_eval)
                 else:
                     run_baseline(method, env, n_eval, seed=seed)
@@ -94,11 +99,12 @@ def run_network(network: str, evaluations: int, seeds: int, val_samples: int) ->
                     "test_acc_applied": problem.accuracy(state, "test", exact=True),
                     "cost": best.cost, "limit": env.limit, "reference_val_acc": reference,
                     "reference_test_acc": net.test_acc, "search_s": time.time() - start,
+                    **({"scan_share": scan_share} if method == "agent" else {}),
                 })
                 atomic_write_json(path, rows)
                 print(f"{network} | {setting} | {method} seed {seed}: val {best.accuracy:.3f} "
                       f"test {rows[-1]['test_acc']:.3f} ({rows[-1]['search_s']:.0f}s)", flush=True)
-    return rows
+    return [r for r in rows if _same_agent(r, scan_share)]
 
 
 def table(rows: list[dict]) -> str:
@@ -131,11 +137,14 @@ def table(rows: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--evaluations", type=int, default=DEFAULT_EVALUATIONS,
-                        help="policies each method may evaluate (another budget: its own results and section)")
+    parser.add_argument("--evaluations", type=int, default=120,
+                        help="policies each method may evaluate (each budget: its own results and section)")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--val-samples", type=int, default=DEFAULT_VAL,
-                        help="validation images behind each reward (another size: its own results and section)")
+    parser.add_argument("--val-samples", type=int, default=270,
+                        help="validation images behind each reward (270: the whole validation split; each size: "
+                             "its own results and section)")
+    parser.add_argument("--scan-share", type=float, default=0.5,
+                        help="share of the agent's evaluations spent first on a sensitivity scan (0: AMC's agent)")
     parser.add_argument("--jobs", type=int, default=2, help="networks searched in parallel processes")
     parser.add_argument("--networks", nargs="*", default=list(NETWORKS))
     parser.add_argument("--report-only", action="store_true", help="rewrite the section from saved results")
@@ -143,10 +152,11 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     if args.report_only:
         files = [_results_file(n, args.val_samples, args.evaluations) for n in args.networks]
-        rows = [r for f in files if f.exists() for r in json.loads(f.read_text())]
+        rows = [r for f in files if f.exists() for r in json.loads(f.read_text())
+                if _same_agent(r, args.scan_share)]
     else:
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-            futures = [pool.submit(run_network, n, args.evaluations, args.seeds, args.val_samples)
+            futures = [pool.submit(run_network, n, args.evaluations, args.seeds, args.val_samples, args.scan_share)
                        for n in args.networks]
             rows = [r for f in futures for r in f.result()]
     from benchmarks.report import write_section
@@ -163,14 +173,18 @@ def main() -> None:
         "on 64 training images, no weight trained). Pruning: 50% of the MACs, channels in multiples of 8, "
         "sparsity <= 0.8 per layer. Bits: 4-bit average weight width, 2..8 bits per layer, float "
         "activations. Every method's policies pass through the same budget clipping. "
-        "Agent: DDPG with self-imitation of its best episode, a quarter of the evaluations as warm-up "
-        "episodes. Validation accuracies rest on "
+        "Agent: DDPG with self-imitation of its best episode"
+        + (f", its first {100 * args.scan_share:.0f}% of the evaluations spent on a per-layer sensitivity scan "
+           "whose thresholded policy it replays as a demonstration, then a quarter of the rest as random warm-up "
+           "episodes" if args.scan_share else ", a quarter of the evaluations as random warm-up episodes")
+        + ". Validation accuracies rest on "
         f"{args.val_samples} images, so differences of a few points between methods are within the noise "
         f"of picking the best of {args.evaluations} noisy scores.\n\n" + table(rows)
     )
     command = " ".join(["python benchmarks/agent_vs_baselines.py",
                         *[a for a in sys.argv[1:] if a != "--report-only"]])
-    section = "agent_vs_baselines" + _suffix(args.val_samples, args.evaluations, "_")
+    section = "agent_vs_baselines" + _tag(args.val_samples, args.evaluations, "_") + \
+        ("" if args.scan_share else "_plain")
     write_section(section, body, command)
     print(table(rows))
 

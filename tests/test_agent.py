@@ -179,3 +179,26 @@ def test_exploration_widens_while_episodes_revisit_known_policies():
     assert algo.current_sigma() == pytest.approx(0.5 * 0.5 ** 4 * 4)
     algo.replay_buffer.revisits = 10
     assert algo.current_sigma() == pytest.approx(0.5)
+
+
+def test_a_search_with_a_scan_starts_from_the_scanned_policy_as_a_demonstration(problem):
+    env = _env(problem)
+    agent = CompressionAgent(env, AgentConfig(warmup_episodes=1, updates_per_episode=2, batch_size=8, seed=0,
+                                              scan_share=0.5))
+    agent.search(8, max_episodes=40)
+    scanned = [e for e in env.history if e.source == "sensitivity"]
+    assert scanned and agent.scanned
+    assert env.evaluations == 8 and sum(1 for e in env.history if e.source == "sensitivity") <= 4 + 1
+    demo = env.history[len(scanned)]  # the thresholded policy, replayed through the env right after the scan
+    assert demo.source == "agent" and demo.state == scanned[-1].state and demo.cost <= env.limit
+    buffer = agent.model.replay_buffer
+    assert np.allclose(buffer.rewards[:len(env.steps), 0], demo.reward)
+    assert np.allclose(buffer.actions[:len(env.steps), 0], env.actions_for_state(demo.as_state()))
+    assert agent.best.accuracy >= scanned[-1].accuracy
+    agent.search(2, max_episodes=20)  # a second search (or a resumed one) does not scan again
+    assert sum(1 for e in env.history if e.source == "sensitivity") == len(scanned)
+
+
+def test_agent_config_rejects_a_scan_that_leaves_the_agent_nothing():
+    with pytest.raises(ConfigError, match="scan_share"):
+        AgentConfig(scan_share=1.0)
