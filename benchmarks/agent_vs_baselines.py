@@ -165,7 +165,9 @@ def main() -> None:
     nets = ", ".join(f"`{n}` `{NETWORKS[n]}` ({macs[n] / 1e6:.2f}M MACs)" for n in sorted(macs))
 
     body = (
-        "## AMC/HAQ agent vs baselines (test accuracy before fine-tuning, %)\n\n"
+        "## AMC/HAQ agent vs baselines (test accuracy before fine-tuning, %): "
+        f"{args.evaluations} evaluations, {args.val_samples} validation images"
+        + ("" if args.scan_share else ", the agent without a scan (AMC's)") + "\n\n"
         f"Networks: {nets}, trained once on digits. "
         f"Median over {args.seeds} seeds of the test accuracy of each method's chosen policy (best of at "
         f"most `evals` distinct evaluated policies, revisits free, on {args.val_samples} validation images, ties broken by the "

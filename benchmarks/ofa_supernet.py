@@ -35,6 +35,7 @@ from scipy.stats import kendalltau
 
 from hwsearch.estimators.accuracy_predictor import fit_and_report, holdout_split
 from hwsearch.hwmodel import Accelerator, network_cost
+from hwsearch.io import atomic_write_json
 from hwsearch.ir import NetSpec
 from hwsearch.search.evolution import Constraints, EvolutionSettings, Feasibility, evolve, random_search
 from hwsearch.spaces.supernet import (
@@ -65,13 +66,28 @@ def supernet_epochs(cached, plan) -> int:
     return sum(e for name, e, _ in plan.phases() if name == "full" or cached.supernet.genes_of({name}))
 
 
+SCRATCH_CACHE = Path(__file__).resolve().parent.parent / "runs" / "benchmarks" / "ofa_supernet" / "scratch.json"
+
+
 def scratch_accuracy(cached, plan, choice, epochs: int, threads: int) -> float:
-    """Test accuracy of ``choice`` trained from scratch with the supernet's recipe and epoch count."""
+    """Test accuracy of ``choice`` trained from scratch with the supernet's recipe and epoch count.
+
+    Kept in a file keyed by everything the training depends on (space, choice, epochs, recipe, threads,
+    torch version), so a rerun that changes only the supernet's schedule retrains nothing from scratch."""
+    recipe = plan.recipe.model_copy(update={"lr": plan.lr_full, "threads": threads, "epochs": epochs})
+    key = json.dumps([cached.space.name, COMPACT[cached.space.name], dict(sorted(choice.items())), epochs,
+                      recipe.model_dump(), threads, torch.__version__], sort_keys=True, default=str)
+    known = json.loads(SCRATCH_CACHE.read_text()) if SCRATCH_CACHE.exists() else {}
+    if key in known:
+        return float(known[key])
     torch.manual_seed(0)
     model = cached.space.build(choice)
-    recipe = plan.recipe.model_copy(update={"lr": plan.lr_full, "threads": threads, "epochs": epochs})
     res = train_and_evaluate(model, cached.data, epochs=epochs, seed=0, recipe=recipe,
                              resolution=cached.supernet.resolution(choice))
+    known = json.loads(SCRATCH_CACHE.read_text()) if SCRATCH_CACHE.exists() else {}
+    known[key] = res.test_acc
+    SCRATCH_CACHE.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(SCRATCH_CACHE, known)
     return res.test_acc
 
 

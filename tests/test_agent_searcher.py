@@ -82,3 +82,16 @@ def test_pruned_and_quantized_export_reloads_with_its_reported_accuracy_macs_and
     assert [x.key for x in trace_netspec(model, shape).layers if not x.has_weights] == \
         [x.key for x in netspec.layers if not x.has_weights]
     assert torch.isfinite(torch.tensor(report["test_acc_before_finetune"]))
+
+
+def test_a_scan_before_the_agent_adds_its_evaluations_and_a_demonstration(tmp_path, monkeypatch):
+    monkeypatch.setenv("HWSEARCH_CACHE", str(tmp_path / "cache"))
+    config = _config("amc", "macs", [0.6], False)
+    settings = {**config.searcher.settings, "scan_evaluations": 3}
+    params = CompressionSearcher(CompressionSettings.model_validate(settings)).suggest("t0")
+    report = evaluate_trial(params, config, tmp_path / "trials" / "t0")
+    episodes = json.loads((tmp_path / "trials" / "t0" / "agent.json").read_text())["episodes"]
+    sources = [e["source"] for e in episodes]
+    assert sources.count("sensitivity") == 3 and sources[3] == "agent"  # the scanned policy, replayed
+    assert episodes[3]["state"] == episodes[2]["state"]
+    assert report["episodes"] == 3 + 1 + 3 and report["budget_cost"] <= report["budget_limit"]

@@ -44,6 +44,8 @@ class CompressionSettings(BaseModel):
     accelerator: str | None = Field(None, description="accelerator preset pricing latency/energy budgets")
     episodes: int = Field(40, ge=1, description="policies the agent evaluates (warm-up included)")
     warmup_episodes: int = Field(10, ge=0)
+    scan_evaluations: int = Field(0, ge=0, description="policies evaluated first by a per-layer sensitivity scan, "
+                                                        "replayed as a demonstration (0: AMC's agent alone)")
     algo: Literal["ddpg", "td3", "sac"] = "ddpg"
     sigma: float = Field(0.5, ge=0)
     sigma_decay: float = Field(0.95, gt=0, le=1)
@@ -190,6 +192,9 @@ class CompressionEvaluator(Evaluator):
                                    imitation_steps=s.imitation_steps, seed=cfg.searcher.seed + int(spec["budget_index"]))
         agent = self._resume(env) or CompressionAgent(env, agent_config)
         resumed_at = agent.episodes_done
+        if s.scan_evaluations >= 2 and not agent.scanned:
+            agent.scan(s.scan_evaluations)
+            self._checkpoint(agent)
         while agent.episodes_done < s.episodes:
             agent.train(min(s.checkpoint_every, s.episodes - agent.episodes_done))
             self._checkpoint(agent)
