@@ -88,7 +88,8 @@ SPACE_SCHEDULES: dict[str, dict[str, Schedule]] = {
         # Random sub-networks vs from scratch (test): 8 width epochs at lr 1e-3 left them 6.4 points
         # behind, 20 at 3e-3 2.1 (1.1 with another initialisation). Four random sub-networks per step
         # instead of two: 1.4 behind (the smallest 1.4 instead of 3.1), for about 60% more training
-        # time; eight gave no more (1.4), nor did dropping distillation (2.2) or lr 6e-3 (2.6).
+        # time; over three supernet seeds 1.1-1.4 behind instead of 1.5-2.1. Eight gave no more (1.4),
+        # nor did dropping distillation (2.2), lr 6e-3 (2.6) or moving epochs between phases.
         "default": Schedule(epochs_full=20, epochs_kernel=0, epochs_depth=5, epochs_width=20, sandwich=4,
                             lr_full=3e-3, lr_elastic=3e-3, recipe=Recipe(epochs=0, batch_size=32)),
     },
