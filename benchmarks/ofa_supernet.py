@@ -49,6 +49,7 @@ from hwsearch.spaces.supernet import (
 from hwsearch.train import train_and_evaluate
 
 SECTION = "ofa_supernet"
+SCRATCH_CACHE = Path(__file__).resolve().parent.parent / "runs" / "benchmarks" / "ofa_supernet" / "scratch.json"
 
 
 class ModelLatency:
@@ -66,9 +67,6 @@ def supernet_epochs(cached, plan) -> int:
     return sum(e for name, e, _ in plan.phases() if name == "full" or cached.supernet.genes_of({name}))
 
 
-SCRATCH_CACHE = Path(__file__).resolve().parent.parent / "runs" / "benchmarks" / "ofa_supernet" / "scratch.json"
-
-
 def scratch_accuracy(cached, plan, choice, epochs: int, threads: int) -> float:
     """Test accuracy of ``choice`` trained from scratch with the supernet's recipe and epoch count.
 
@@ -84,10 +82,8 @@ def scratch_accuracy(cached, plan, choice, epochs: int, threads: int) -> float:
     model = cached.space.build(choice)
     res = train_and_evaluate(model, cached.data, epochs=epochs, seed=0, recipe=recipe,
                              resolution=cached.supernet.resolution(choice))
-    known = json.loads(SCRATCH_CACHE.read_text()) if SCRATCH_CACHE.exists() else {}
-    known[key] = res.test_acc
     SCRATCH_CACHE.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(SCRATCH_CACHE, known)
+    atomic_write_json(SCRATCH_CACHE, {**known, key: res.test_acc})
     return res.test_acc
 
 

@@ -188,7 +188,7 @@ def test_a_search_with_a_scan_starts_from_the_scanned_policy_as_a_demonstration(
     agent.search(8, max_episodes=40)
     scanned = [e for e in env.history if e.source == "sensitivity"]
     assert scanned and agent.scanned
-    assert env.evaluations == 8 and sum(1 for e in env.history if e.source == "sensitivity") <= 4 + 1
+    assert env.evaluations == 8 and len(scanned) <= 4 + 1
     demo = env.history[len(scanned)]  # the thresholded policy, replayed through the env right after the scan
     assert demo.source == "agent" and demo.state == scanned[-1].state and demo.cost <= env.limit
     buffer = agent.model.replay_buffer
