@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
 import sys
 
@@ -84,13 +85,13 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--variants: each must be a JSON object of schedule fields ({e})")
     rows = [measure(args.space, args.schedule, v, s, args.random, args.threads)
             for v in variants for s in args.supernet_seeds]
-    body = (f"## Once-for-All supernet: schedule variants over supernet seeds (issue 7)\n\n"
+    body = ("## Once-for-All supernet: schedule variants over supernet seeds (issue 7)\n\n"
             + markdown(args.space, args.schedule, rows, args.random))
     print(body)
     if not args.no_write:
         from benchmarks.report import write_section
 
-        write_section(f"{SECTION}_{args.space}", body, "python -m benchmarks.ofa_supernet_gap " + " ".join(sys.argv[1:]))
+        write_section(f"{SECTION}_{args.space}", body, "python -m benchmarks.ofa_supernet_gap " + shlex.join(sys.argv[1:]))
     return 0
 
 
