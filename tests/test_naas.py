@@ -185,6 +185,40 @@ def test_saved_and_restored_evolution_continues_exactly_as_an_uninterrupted_one(
     assert head + tail == all_asked
 
 
+def _answer(evo: NaasEvolution, problem: CoSearchProblem, p: dict) -> tuple[float, list]:
+    """Fitness (rounded, so that designs tie) and front of one accelerator proposal."""
+    res = inner_search(problem, evo.space.to_accelerator(p["accel"]), InnerSettings(population=8, generations=0, front=8),
+                       np.random.default_rng(p["seed"]), p["seeds"])
+    return round(res.hypervolume, 1), [t.to_dict() for t in res.front]
+
+
+def test_proposals_do_not_depend_on_trial_ids_or_the_order_trials_finish(problem):
+    s = OuterSettings(population=4, generations=3, parents=2, top_k=2)
+    one_by_one = NaasEvolution(AcceleratorSpace(), s, 3, problem.reference)
+    serial = []
+    for k in itertools.count():
+        p = one_by_one.ask(f"t{k}")
+        if p == FINISHED:
+            break
+        serial.append(p)
+        one_by_one.tell(f"t{k}", *(_answer(one_by_one, problem, p) if "accel" in p else (0.9, [])))
+    # All trials of a generation at once, under other ids, finishing last-asked first.
+    batched = NaasEvolution(AcceleratorSpace(), s, 3, problem.reference)
+    parallel, k = [], 0
+    while True:
+        pending = []
+        while (p := batched.ask(f"x{k:03d}")) not in (WAIT, FINISHED):
+            pending.append((f"x{k:03d}", p))
+            parallel.append(p)
+            k += 1
+        if not pending:
+            break
+        for tid, p in reversed(pending):
+            batched.tell(tid, *(_answer(batched, problem, p) if "accel" in p else (0.9, [])))
+    assert len(serial) == 4 * 3 + 2
+    assert parallel == serial
+
+
 def test_baselines_spend_their_budget_and_edp_lookup_respects_accuracy(problem):
     space = AcceleratorSpace()
     rnd = run_baseline("random", problem, space, 6, seed=0)

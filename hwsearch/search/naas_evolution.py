@@ -6,7 +6,9 @@ NAAS keeps the top candidates): two parents' NAAS vectors are mixed gene by gene
 added, and the vector is decoded (`AcceleratorSpace.from_vector`); children that break the area or
 power limit, or repeat a design, are redrawn. Generations are synchronous: generation g+1 is asked
 for only once every design of generation g has its fitness, so the result does not depend on how
-many trials run at once.
+many trials run at once: a proposal of generation g reads only the results of generations before g
+(its parents and the warm-start front), and results are read in proposal order, never in the order
+trials happened to finish.
 
 The k-th proposal draws from ``numpy.random.default_rng([seed, k])``: the state is a few counters
 and the evaluated designs, so saving it (JSON, atomically) and loading it continues the same run.
@@ -129,7 +131,7 @@ class NaasEvolution:
             else:
                 choice = self.space.sample_feasible(rng)
         return {"accel": choice, "generation": self.generation, "seed": int(rng.integers(2**31)),
-                "seeds": self.elite_choices(self.settings.warm_start)}
+                "seeds": self.elite_choices(self.settings.warm_start, before=self.generation)}
 
     def complete(self) -> bool:
         """Whether every accelerator and every refinement has been proposed and answered (no side effects)."""
@@ -140,17 +142,17 @@ class NaasEvolution:
         refines = [t for t, p in self.proposals.items() if "refine" in p]
         return len(refines) >= len(self.top_triples()) and all(t in self.results for t in refines)
 
-    def elite_choices(self, k: int) -> list[dict[str, Any]]:
-        """Up to ``k`` (sub-network, bits) choices spread over the union front found so far (the inner
-        search of the next accelerator starts from them)."""
-        front = front_of(self.triples())
+    def elite_choices(self, k: int, before: int | None = None) -> list[dict[str, Any]]:
+        """Up to ``k`` (sub-network, bits) choices spread over the union front of generations before
+        ``before`` (None: all so far); the inner search of the next accelerator starts from them."""
+        front = front_of(self.triples(before))
         if k <= 0 or not front:
             return []
         pts = np.array([[-t.accuracy, t.latency_ms, t.energy_mj] for t in front])
         return [dict(front[i].choice) for i in rank_select(pts, k)]
 
     def _child(self, rng: np.random.Generator, seen: set[tuple]) -> dict[str, Any] | None:
-        ranked = self.ranked_designs()
+        ranked = self.ranked_designs(before=self.generation)
         parents = ranked[: max(1, self.settings.parents)]
         if not parents:
             return None
@@ -178,20 +180,21 @@ class NaasEvolution:
         self.results[trial_id] = {"fitness": None if fitness is None else float(fitness),
                                   "front": [dict(t) for t in front], **dict(extra or {})}
 
-    def ranked_designs(self) -> list[dict[str, Any]]:
-        """Evaluated accelerator choices, best fitness first (failed ones left out)."""
-        done = [(r["fitness"], t) for t, r in self.results.items()
-                if "accel" in self.proposals[t] and r.get("fitness") is not None]
-        done.sort(key=lambda x: (-x[0], x[1]))
-        return [self.proposals[t]["accel"] for _, t in done]
+    def _answered(self, before: int | None) -> list[tuple[str, dict[str, Any]]]:
+        """(trial id, result) of answered accelerator trials of generations before ``before``, in proposal order."""
+        return [(t, self.results[t]) for t, p in self.proposals.items()
+                if "accel" in p and t in self.results and (before is None or p["generation"] < before)]
 
-    def triples(self) -> list[Triple]:
-        """Every triple on some accelerator trial's front."""
-        out = []
-        for t, r in self.results.items():
-            if "accel" in self.proposals[t]:
-                out += [Triple.from_dict(d) for d in r.get("front", [])]
-        return out
+    def ranked_designs(self, before: int | None = None) -> list[dict[str, Any]]:
+        """Evaluated accelerator choices of generations before ``before`` (None: all), best fitness
+        first, ties in proposal order (failed ones left out)."""
+        done = [(r["fitness"], i, t) for i, (t, r) in enumerate(self._answered(before)) if r.get("fitness") is not None]
+        done.sort(key=lambda x: (-x[0], x[1]))
+        return [self.proposals[t]["accel"] for _, _, t in done]
+
+    def triples(self, before: int | None = None) -> list[Triple]:
+        """Every triple on the front of some accelerator trial of generations before ``before`` (None: all)."""
+        return [Triple.from_dict(d) for _, r in self._answered(before) for d in r.get("front", [])]
 
     def front(self) -> list[Triple]:
         """The union front over accuracy, latency, energy and area (predicted accuracy)."""
