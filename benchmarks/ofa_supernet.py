@@ -35,7 +35,7 @@ from scipy.stats import kendalltau
 
 from hwsearch.estimators.accuracy_predictor import fit_and_report, holdout_split
 from hwsearch.hwmodel import Accelerator, network_cost
-from hwsearch.io import atomic_write_json
+from hwsearch.io import atomic_write_json, file_lock
 from hwsearch.ir import NetSpec
 from hwsearch.search.evolution import Constraints, EvolutionSettings, Feasibility, evolve, random_search
 from hwsearch.spaces.supernet import (
@@ -75,16 +75,21 @@ def scratch_accuracy(cached, plan, choice, epochs: int, threads: int) -> float:
     recipe = plan.recipe.model_copy(update={"lr": plan.lr_full, "threads": threads, "epochs": epochs})
     key = json.dumps([cached.space.name, COMPACT[cached.space.name], dict(sorted(choice.items())), epochs,
                       recipe.model_dump(), threads, torch.__version__], sort_keys=True, default=str)
-    known = json.loads(SCRATCH_CACHE.read_text()) if SCRATCH_CACHE.exists() else {}
+    known = _read_scratch()
     if key in known:
         return float(known[key])
     torch.manual_seed(0)
     model = cached.space.build(choice)
     res = train_and_evaluate(model, cached.data, epochs=epochs, seed=0, recipe=recipe,
                              resolution=cached.supernet.resolution(choice))
-    SCRATCH_CACHE.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(SCRATCH_CACHE, {**known, key: res.test_acc})
+    # Read again under a lock: benchmarks running side by side (several seeds) share the file.
+    with file_lock(SCRATCH_CACHE.with_suffix(".lock")):
+        atomic_write_json(SCRATCH_CACHE, {**_read_scratch(), key: res.test_acc})
     return res.test_acc
+
+
+def _read_scratch() -> dict:
+    return json.loads(SCRATCH_CACHE.read_text()) if SCRATCH_CACHE.exists() else {}
 
 
 def run_space(name: str, args: argparse.Namespace) -> dict:
