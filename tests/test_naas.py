@@ -258,6 +258,7 @@ def test_tune_searcher_reads_fronts_from_trial_folders_and_resumes_from_its_json
     from ray.tune.search import Searcher
 
     from hwsearch.search.naas_tune import NaasSearcher
+    from hwsearch.search.searchers import searcher_done
 
     space = AcceleratorSpace()
     s = OuterSettings(population=2, generations=1, parents=1, top_k=1)
@@ -281,7 +282,9 @@ def test_tune_searcher_reads_fronts_from_trial_folders_and_resumes_from_its_json
     again.reported = True  # the final report needs a whole run directory; its parts are tested apart
     again.on_trial_complete("c", {"accuracy": 0.91, "latency_ms": 1.0, "energy_mj": 1.0})
     assert again.evolution.complete()
+    assert not searcher_done(tmp_path)
     assert again.suggest("d") == Searcher.FINISHED
+    assert searcher_done(tmp_path)  # the driver calls such a run finished even below its trial budget
 
 
 def test_bits_penalty_adds_each_groups_measured_drop_to_the_offset():

@@ -161,7 +161,7 @@ def _trainable(run: RunDir, config: ExperimentConfig):
 
 
 def _fit(tuner: Any, run: RunDir, config: ExperimentConfig) -> RunDir:
-    from hwsearch.search.searchers import wait_for_end_work
+    from hwsearch.search.searchers import searcher_done, wait_for_end_work
 
     try:
         tuner.fit()
@@ -170,7 +170,7 @@ def _fit(tuner: Any, run: RunDir, config: ExperimentConfig) -> RunDir:
         run.set_state("stopped")
         raise
     done = len(run.trials())
-    run.set_state("finished" if done >= config.budget.trials else "stopped")
+    run.set_state("finished" if done >= config.budget.trials or searcher_done(run.path) else "stopped")
     from hwsearch.search.inspection import write_plots  # matplotlib is a dependency: no silent skip
 
     write_plots(run)

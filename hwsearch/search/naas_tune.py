@@ -46,7 +46,10 @@ class NaasSearcher(Searcher):
         proposal = self.evolution.ask(trial_id)
         if proposal == WAIT:
             return None
-        if proposal == FINISHED:
+        if proposal == FINISHED:  # every accelerator and refinement answered, maybe below the budget
+            from hwsearch.search.searchers import mark_searcher_done
+
+            mark_searcher_done(self.run_dir)
             return Searcher.FINISHED
         return {**proposal, "assets": self.assets}
 

@@ -134,14 +134,30 @@ def run_at_end(work: Callable[[], None], name: str) -> None:
     thread.start()
 
 
+SEARCHER_DONE = "searcher_done"
+
+
+def mark_searcher_done(run_dir: str | Path) -> None:
+    """Record in ``run_dir`` that the searcher has answered everything it will ever propose.
+
+    A searcher may finish below the trial budget (NAAS refines fewer triples than ``top_k`` when
+    fewer are on the front); the driver then calls the run finished rather than stopped."""
+    (Path(run_dir) / SEARCHER_DONE).touch()
+
+
+def searcher_done(run_dir: str | Path) -> bool:
+    """Whether the searcher of the run in ``run_dir`` has marked itself done."""
+    return (Path(run_dir) / SEARCHER_DONE).is_file()
+
+
 def wait_for_end_work() -> None:
     """Wait for the work started with `run_at_end` in this process."""
     while _AT_END:
         _AT_END.pop().join()
 
 
-__all__ = ["SEARCHERS", "SearchContext", "SearcherPlugin", "build", "names", "plugin", "register", "run_at_end",
-           "validate_settings", "wait_for_end_work"]
+__all__ = ["SEARCHERS", "SEARCHER_DONE", "SearchContext", "SearcherPlugin", "build", "mark_searcher_done", "names",
+           "plugin", "register", "run_at_end", "searcher_done", "validate_settings", "wait_for_end_work"]
 
 # Built-in searchers register themselves on import.
 from hwsearch.search import compression_search as _compression_search  # noqa: E402,F401  (searchers amc/haq, evaluator compression)
