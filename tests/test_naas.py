@@ -341,6 +341,7 @@ class _DoneEvolution:
 @pytest.mark.parametrize("front", [None, {"best": "t1"}, {"best": "t1", "export": {}}, {"best": None}])
 def test_resumed_searcher_writes_a_final_report_the_kill_left_unfinished(tmp_path, monkeypatch, front):
     from hwsearch.search.naas_tune import NaasSearcher
+    from hwsearch.search.searchers import searcher_done
 
     if front is not None:
         (tmp_path / "naas").mkdir()
@@ -351,3 +352,4 @@ def test_resumed_searcher_writes_a_final_report_the_kill_left_unfinished(tmp_pat
     NaasSearcher(_DoneEvolution(), str(tmp_path), "accuracy", "max").restore(str(tmp_path / "searcher.json"))
     unfinished = front is None or ("export" not in front and front["best"] is not None)
     assert started == ([True] if unfinished else [])
+    assert searcher_done(tmp_path)  # Tune asks a restored finished searcher nothing: done is marked on restore

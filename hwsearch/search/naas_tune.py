@@ -24,7 +24,7 @@ from hwsearch.search.evaluators import Evaluation, Evaluator, SavedTrial, TrialC
 from hwsearch.search.naas import ASSETS, NaasSettings, load_assets, prepare_assets
 from hwsearch.search.naas_evolution import FINISHED, WAIT, NaasEvolution
 from hwsearch.search.naas_inner import Triple
-from hwsearch.search.searchers import SearchContext, register
+from hwsearch.search.searchers import SearchContext, mark_searcher_done, register
 
 
 class NaasSearcher(Searcher):
@@ -47,8 +47,6 @@ class NaasSearcher(Searcher):
         if proposal == WAIT:
             return None
         if proposal == FINISHED:  # every accelerator and refinement answered, maybe below the budget
-            from hwsearch.search.searchers import mark_searcher_done
-
             mark_searcher_done(self.run_dir)
             return Searcher.FINISHED
         return {**proposal, "assets": self.assets}
@@ -123,6 +121,9 @@ class NaasSearcher(Searcher):
             raise RunError(f"cannot read the NAAS searcher state {checkpoint_path}: {e}") from None
         self.evolution.load_state(state["evolution"])
         self.reported = bool(state.get("reported", False))
+        if self.evolution.complete():
+            # Tune may never ask a restored, finished searcher again: mark it done here too.
+            mark_searcher_done(self.run_dir)
         if self.evolution.complete() and not self._report_written():
             # Killed after the last trial but before the report was written: Tune has nothing left to
             # run and calls no hook again, so write it now (the driver waits for it before finishing).
