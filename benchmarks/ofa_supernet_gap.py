@@ -3,10 +3,11 @@
 One supernet seed moves the mean gap of 20 random sub-networks by about 0.3 points, as much as many
 schedule changes do; this compares variants over several seeds before any becomes a default. For
 each variant (schedule fields over the ``--schedule`` preset) and supernet seed it trains (or loads
-from the cache) the supernet and reports the test accuracy gap to the same architectures trained from
-scratch (`benchmarks.ofa_supernet`'s from-scratch column and cache: same recipe, same epochs) of the
-largest, the smallest and the mean of ``--random`` random sub-networks, and the random ones'
-accuracy on the training images (an underfitting supernet stays well below 100% there).
+from the cache) the supernet and reports, for the largest, the smallest and the mean of ``--random``
+random sub-networks, the test accuracy gap to the same architectures trained from scratch
+(`benchmarks.ofa_supernet`'s from-scratch column and cache: the preset's recipe and epochs, whatever
+the variant changes), and the random ones' accuracy on the training images (an underfitting
+supernet stays well below 100% there).
 
     .venv/bin/python -m benchmarks.ofa_supernet_gap --space vit --schedule default \\
         --variants '{}' '{"sandwich": 2}' --supernet-seeds 0 1 2 [--threads 1] [--no-write]
