@@ -159,6 +159,21 @@ def test_evolution_seeds_presets_breeds_feasible_children_then_refines_top_k(pro
     assert refine[0]["refine"]["accuracy"] == max(t.accuracy for t in evo.triples())
 
 
+def test_a_front_smaller_than_top_k_is_topped_up_from_the_next_layers(problem):
+    evo = NaasEvolution(AcceleratorSpace(), OuterSettings(population=2, generations=1, parents=1, top_k=3), 0,
+                        problem.reference)
+    choice = problem.space.sample(np.random.default_rng(0))
+    best = Triple(choice, {"pe_rows": 8}, 0.97, 1.0, 1.0, 1.0)  # dominates every other triple
+    runners = [Triple(choice, {"pe_rows": 8}, 0.96, 2.0, 1.5, 1.0), Triple(choice, {"pe_rows": 16}, 0.95, 1.5, 2.0, 1.0),
+               Triple(choice, {"pe_rows": 4}, 0.90, 3.0, 3.0, 1.0)]
+    evo.ask("a"), evo.ask("b")
+    evo.tell("a", 0.5, [best.to_dict(), runners[0].to_dict(), runners[2].to_dict()])
+    evo.tell("b", 0.4, [runners[1].to_dict()])
+    refines = [evo.ask(t) for t in ("c", "d", "e")]
+    assert [r["refine"]["accuracy"] for r in refines] == [0.97, 0.96, 0.95]  # the third layer stays out
+    assert evo.ask("f") == WAIT and not evo.complete()
+
+
 def test_a_generation_waits_for_its_last_trial():
     space = AcceleratorSpace()
     evo = NaasEvolution(space, OuterSettings(population=2, generations=2, parents=1, top_k=0), 0)

@@ -13,7 +13,8 @@ trials happened to finish.
 The k-th proposal draws from ``numpy.random.default_rng([seed, k])``: the state is a few counters
 and the evaluated designs, so saving it (JSON, atomically) and loading it continues the same run.
 After the last generation the object proposes the refinement of the top-k triples of the union of
-every design's front, one proposal per triple, then reports that it is finished.
+every design's front (topped up from the next non-dominated layers when the front is smaller), one
+proposal per triple, then reports that it is finished.
 """
 
 from __future__ import annotations
@@ -202,7 +203,21 @@ class NaasEvolution:
 
     def top_triples(self) -> list[Triple]:
         """The ``top_k`` triples to refine: spread along the (accuracy, latency, energy) front by
-        greatest hypervolume contribution, the most accurate first."""
+        greatest hypervolume contribution, the most accurate first; where the front holds fewer, the
+        next non-dominated layers fill in (NSGA-II ranking)."""
+        picks = self._front_picks()
+        if len(picks) < self.settings.top_k:
+            # One triple can dominate all others (many reach the predictor's clipped ceiling), yet the
+            # prediction is a few points off: measuring runners-up is what the refinement budget is for.
+            rest: list[Triple] = []
+            for t in self.triples():
+                if t not in picks and t not in rest:
+                    rest.append(t)
+            pts = np.array([[-t.accuracy, t.latency_ms, t.energy_mj] for t in rest]).reshape(-1, 3)
+            picks += [rest[i] for i in rank_select(pts, self.settings.top_k - len(picks))]
+        return picks
+
+    def _front_picks(self) -> list[Triple]:
         front = front_of(self.triples())
         k = min(self.settings.top_k, len(front))
         if k == 0:
