@@ -92,6 +92,13 @@ def _read_scratch() -> dict:
     return json.loads(SCRATCH_CACHE.read_text()) if SCRATCH_CACHE.exists() else {}
 
 
+def compared_archs(space, random: int) -> list[tuple[str, dict]]:
+    """(label, choice) of the sub-networks compared with from scratch: largest, smallest, ``random`` random."""
+    rng = np.random.default_rng(100)
+    archs = [("largest", space.reference("largest")), ("smallest", space.reference("smallest"))]
+    return archs + [(f"random{i}", space.sample(rng)) for i in range(random)]
+
+
 def run_space(name: str, args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     plan = schedule(args.schedule, name)
@@ -101,9 +108,7 @@ def run_space(name: str, args: argparse.Namespace) -> dict:
     print(f"[{name}] supernet ready in {time.perf_counter() - t0:.0f} s (trained now: {cached.trained_now})", flush=True)
     sn, space, data = cached.supernet, cached.space, cached.data
     epochs = supernet_epochs(cached, plan)
-    rng = np.random.default_rng(100)
-    archs = [("largest", space.reference("largest")), ("smallest", space.reference("smallest"))]
-    archs += [(f"random{i}", space.sample(rng)) for i in range(args.random)]
+    archs = compared_archs(space, args.random)
     rows = []
     for label, choice in ([] if args.predictor_only else archs):
         inside = subnet_accuracy(sn, data, choice, "test")

@@ -21,10 +21,9 @@ import shlex
 import statistics
 import sys
 
-import numpy as np
 import torch
 
-from benchmarks.ofa_supernet import scratch_accuracy, supernet_epochs
+from benchmarks.ofa_supernet import compared_archs, scratch_accuracy, supernet_epochs
 from hwsearch.spaces.supernet import COMPACT, load_or_train, schedule, subnet_accuracy
 
 SECTION = "ofa_supernet_gap"
@@ -39,8 +38,7 @@ def measure(space_name: str, preset: str, variant: dict, seed: int, random: int,
     # The scratch column's architectures and seed: those of benchmarks.ofa_supernet.
     base = schedule(preset, space_name)
     epochs = supernet_epochs(cached, base)
-    rng = np.random.default_rng(100)
-    archs = [space.reference("largest"), space.reference("smallest")] + [space.sample(rng) for _ in range(random)]
+    archs = [choice for _, choice in compared_archs(space, random)]
     gaps = [100 * (subnet_accuracy(sn, data, c, "test") - scratch_accuracy(cached, base, c, epochs, threads))
             for c in archs]
     train = [subnet_accuracy(sn, data, c, "train") for c in archs[2:]]
