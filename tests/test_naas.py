@@ -368,3 +368,16 @@ def test_resumed_searcher_writes_a_final_report_the_kill_left_unfinished(tmp_pat
     unfinished = front is None or ("export" not in front and front["best"] is not None)
     assert started == ([True] if unfinished else [])
     assert searcher_done(tmp_path)  # Tune asks a restored finished searcher nothing: done is marked on restore
+
+
+def test_one_hot_ridge_shrinks_hard_on_noise_and_barely_on_an_exact_additive_model(problem):
+    net = problem.space.net
+    rng = np.random.default_rng(2)
+    w = rng.normal(0, 0.01, size=len(net.one_hot(net.reference("smallest"))))
+    choices = [net.sample(rng) for _ in range(120)]
+    exact = np.array([0.8 + net.one_hot(c) @ w for c in choices])
+    noise = 0.9 + rng.normal(0, 0.01, size=len(choices))
+    assert OneHotRidge.fit(net, choices, exact).alpha <= 0.01
+    noisy = OneHotRidge.fit(net, choices, noise)
+    assert noisy.alpha >= 100
+    assert OneHotRidge.from_dict(net, noisy.to_dict()).alpha == noisy.alpha
