@@ -97,8 +97,8 @@ def plot_fronts(predicted: Sequence[Triple], measured: pd.DataFrame, path: Path,
             ax.scatter(measured[x], 100 * measured["accuracy"], s=50, c="tab:red", marker="*",
                        label="refined (measured test)")
         ax.set_xscale("log")
-        # labelled ticks at 1, 2 and 5 per decade: a front often spans less than one decade
-        ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        # labelled ticks at 1, 2, 3 and 5 per decade: a front often spans less than one decade
+        ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 3.0, 5.0)))
         ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel(label)
