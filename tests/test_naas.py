@@ -308,15 +308,24 @@ def test_bits_penalty_adds_each_groups_measured_drop_to_the_offset():
     assert BitsPenalty.from_dict(p.to_dict()) == p
 
 
+def _additive_accuracies(net, rng, n: int, scale: float, base: float):
+    """``n`` sampled choices and their accuracies under a random additive gene model, and that model."""
+    w = rng.normal(0, scale, size=len(net.one_hot(net.reference("smallest"))))
+
+    def truth(choices):
+        return np.array([base + net.one_hot(c) @ w for c in choices])
+
+    choices = [net.sample(rng) for _ in range(n)]
+    return choices, truth(choices), truth
+
+
 def test_one_hot_ridge_recovers_an_additive_accuracy_model(problem):
     net = problem.space.net
     rng = np.random.default_rng(0)
-    w = rng.normal(0, 0.01, size=len(net.one_hot(net.reference("smallest"))))
-    choices = [net.sample(rng) for _ in range(300)]
-    acc = np.array([0.7 + net.one_hot(c) @ w for c in choices])
+    choices, acc, truth_of = _additive_accuracies(net, rng, 300, 0.01, 0.7)
     model = OneHotRidge.fit(net, choices, acc, alpha=1e-6)
     test = [net.sample(rng) for _ in range(20)]
-    truth = np.array([0.7 + net.one_hot(c) @ w for c in test])
+    truth = truth_of(test)
     assert np.abs(model(test) - truth).max() < 1e-3
     again = OneHotRidge.from_dict(net, model.to_dict())
     assert np.allclose(again(test), model(test))
@@ -325,13 +334,23 @@ def test_one_hot_ridge_recovers_an_additive_accuracy_model(problem):
 def test_one_hot_ridge_never_predicts_beyond_the_measured_accuracies(problem):
     net = problem.space.net
     rng = np.random.default_rng(1)
-    w = rng.normal(0, 0.05, size=len(net.one_hot(net.reference("smallest"))))
-    choices = [net.sample(rng) for _ in range(40)]
-    acc = np.clip(np.array([0.8 + net.one_hot(c) @ w for c in choices]), 0.0, 0.95)
+    choices, acc, _ = _additive_accuracies(net, rng, 40, 0.05, 0.8)
+    acc = np.clip(acc, 0.0, 0.95)
     model = OneHotRidge.fit(net, choices, acc)
     pred = model([net.sample(rng) for _ in range(500)])
     assert pred.max() <= acc.max() and pred.min() >= acc.min()
     assert OneHotRidge.from_dict(net, model.to_dict()).ceiling == acc.max()
+
+
+def test_one_hot_ridge_shrinks_hard_on_noise_and_barely_on_an_exact_additive_model(problem):
+    net = problem.space.net
+    rng = np.random.default_rng(2)
+    choices, exact, _ = _additive_accuracies(net, rng, 120, 0.01, 0.8)
+    noise = 0.9 + rng.normal(0, 0.01, size=len(choices))
+    assert OneHotRidge.fit(net, choices, exact).alpha <= 0.01
+    noisy = OneHotRidge.fit(net, choices, noise)
+    assert noisy.alpha >= 100
+    assert OneHotRidge.from_dict(net, noisy.to_dict()).alpha == noisy.alpha
 
 
 class _DoneEvolution:
@@ -368,16 +387,3 @@ def test_resumed_searcher_writes_a_final_report_the_kill_left_unfinished(tmp_pat
     unfinished = front is None or ("export" not in front and front["best"] is not None)
     assert started == ([True] if unfinished else [])
     assert searcher_done(tmp_path)  # Tune asks a restored finished searcher nothing: done is marked on restore
-
-
-def test_one_hot_ridge_shrinks_hard_on_noise_and_barely_on_an_exact_additive_model(problem):
-    net = problem.space.net
-    rng = np.random.default_rng(2)
-    w = rng.normal(0, 0.01, size=len(net.one_hot(net.reference("smallest"))))
-    choices = [net.sample(rng) for _ in range(120)]
-    exact = np.array([0.8 + net.one_hot(c) @ w for c in choices])
-    noise = 0.9 + rng.normal(0, 0.01, size=len(choices))
-    assert OneHotRidge.fit(net, choices, exact).alpha <= 0.01
-    noisy = OneHotRidge.fit(net, choices, noise)
-    assert noisy.alpha >= 100
-    assert OneHotRidge.from_dict(net, noisy.to_dict()).alpha == noisy.alpha
