@@ -66,6 +66,27 @@ def test_optuna_searcher_reopens_its_journal_study_on_restore(tiny_experiment, t
     assert study.trials[3].values == [0.5, 10.0]
 
 
+@pytest.mark.parametrize("sampler", ["nsga2", "tpe"])
+def test_optuna_searcher_pickles_as_tune_pickles_it_and_goes_on_with_its_study(tiny_experiment, tmp_path, sampler):
+    import ray.cloudpickle
+
+    from hwsearch.search.optuna_search import open_study
+
+    cfg = parse_config(tiny_experiment(tmp_path, searcher={"name": "optuna", "seed": 1,
+                                                           "settings": {"sampler": sampler}}))
+    space = evaluators.build_space(cfg, evaluators.cached_data("digits", 0))
+    s1 = searchers.build(space, cfg, tmp_path)
+    s1.set_search_properties(None, None, {})
+    s1.suggest("t0")
+    s1.on_trial_complete("t0", {"val_acc": 0.5, "macs": 100.0})
+    s1.suggest("t1")  # running while Tune pickles the searcher
+    s2 = ray.cloudpickle.loads(ray.cloudpickle.dumps(s1))  # as `tune.Tuner` does with its search algorithm
+    s2.on_trial_complete("t1", {"val_acc": 0.6, "macs": 90.0})
+    assert s2.suggest("t2")["choice"].keys() == s1.suggest("t3")["choice"].keys()
+    study = open_study(tmp_path / "optuna.journal", cfg.name)
+    assert [t.values for t in study.trials[:2]] == [[0.5, 100.0], [0.6, 90.0]]
+
+
 def _frame(rows):
     base = {"status": "ok", "feasible": True, "error": None, "choice": "{}", "started_at": 0.0, "finished_at": 0.0,
             "duration_s": 0.0, "artifacts": None}

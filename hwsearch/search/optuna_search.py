@@ -2,9 +2,13 @@
 
 The study lives in a journal file (``optuna.journal``) inside the run directory: Optuna's SQLite
 storage locks under parallel workers, and Tune's own pickled searcher state once lost the study on
-restore (see DESIGN.md). Here the saved searcher state is a small JSON document (which Tune trial is
-which Optuna trial) and `restore` reopens the study from the journal next to it, so a resumed search
-continues with every trial the study saw before the stop.
+restore. Here the saved searcher state is a small JSON document (which Tune trial is which Optuna
+trial) and `restore` reopens the study from the journal next to it, so a resumed search continues
+with every trial the study saw before the stop.
+
+Tune also pickles the searcher object itself when a `Tuner` is built. Optuna's live objects are not
+picklable in every release (5.x samplers hold a thread lock), so the pickled form keeps only what
+names the study (journal, name, settings, seed, trial ids) and reopens it from the journal.
 """
 
 from __future__ import annotations
@@ -54,6 +58,10 @@ def open_study(journal: Path, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=JournalStorage(JournalFileBackend(str(journal))))
 
 
+# Attributes of Tune's OptunaSearch that hold live Optuna objects (locks, file handles): never pickled.
+_LIVE = ("_storage", "_sampler", "_ot_study", "_ot_trials")
+
+
 class JournalOptunaSearch(OptunaSearch):
     """Tune's OptunaSearch whose study is a journal file and whose saved state is JSON."""
 
@@ -65,6 +73,34 @@ class JournalOptunaSearch(OptunaSearch):
         storage = JournalStorage(JournalFileBackend(str(journal)))
         super().__init__(storage=storage, study_name=study_name,
                          sampler=make_sampler(settings, n_obj, seed), **kwargs)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Everything but the live Optuna objects; the trials as Optuna trial numbers."""
+        state = {k: v for k, v in self.__dict__.items() if k not in _LIVE}
+        state["_ot_trials"] = {tid: t._trial_id for tid, t in (self._ot_trials or {}).items()}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Rebuild the live objects from the journal (left unset when it is not there: `restore` finds it)."""
+        trials = state.pop("_ot_trials", {})
+        self.__dict__.update(state)
+        self._storage = self._sampler = self._ot_study = None
+        self._ot_trials = {}
+        if Path(self._journal_path).is_file():
+            self._reopen(Path(self._journal_path), trials)
+
+    def _reopen(self, journal: Path, trials: dict[str, int]) -> None:
+        """Load the study from ``journal`` with a sampler seeded by how far it got; reattach ``trials``."""
+        n_obj = len(self._metric) if isinstance(self._metric, list) else 1
+        storage = JournalStorage(JournalFileBackend(str(journal)))
+        probe = optuna.load_study(study_name=self._study_name, storage=storage)
+        # A fresh sampler seeded by how far the study got: resumed runs stay reproducible.
+        sampler = make_sampler(OptunaSettings(**self._settings_dict), n_obj, self._base_seed + len(probe.trials))
+        self._storage = storage
+        self._ot_study = optuna.load_study(study_name=self._study_name, storage=storage, sampler=sampler)
+        self._sampler = sampler
+        self._journal_path = str(journal)
+        self._ot_trials = {tid: optuna.Trial(self._ot_study, int(ot_id)) for tid, ot_id in trials.items()}
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         """Tell the study; a trial Tune restarted after a crash but the study never saw is skipped."""
@@ -93,16 +129,8 @@ class JournalOptunaSearch(OptunaSearch):
         journal = next((p for p in places if p.is_file()), None)
         if journal is None:
             raise RunError(f"the Optuna journal of this run is missing (looked at {', '.join(map(str, places))})")
-        n_obj = len(self._metric) if isinstance(self._metric, list) else 1
-        storage = JournalStorage(JournalFileBackend(str(journal)))
-        probe = optuna.load_study(study_name=state["study_name"], storage=storage)
-        # A fresh sampler seeded by how far the study got: resumed runs stay reproducible.
-        sampler = make_sampler(OptunaSettings(**state["settings"]), n_obj, state["seed"] + len(probe.trials))
-        study = optuna.load_study(study_name=state["study_name"], storage=storage, sampler=sampler)
-        self._ot_study = study
-        self._sampler = sampler
-        self._journal_path = str(journal)
-        self._ot_trials = {tid: optuna.Trial(study, int(ot_id)) for tid, ot_id in state["trials"].items()}
+        self._study_name, self._settings_dict, self._base_seed = state["study_name"], state["settings"], state["seed"]
+        self._reopen(journal, state["trials"])
         self._completed_trials = set(state["completed"])
 
 
