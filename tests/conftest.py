@@ -97,3 +97,25 @@ def killed_run() -> Callable[..., Any]:
     """``killed_run(config_path, run_path, at_least=2, env=None)``: the trials a run of the config had
     recorded when it was killed with SIGKILL (see `_killed_run`)."""
     return _killed_run
+
+
+# ---- NAAS: a co-search problem with a hand-set predictor ----------------------------------------
+@pytest.fixture(scope="module")
+def problem():
+    """A NAAS `CoSearchProblem` on a compact ofa-mbv3 space whose predictor is set by hand, not fitted."""
+    import numpy as np
+
+    from hwsearch import spaces
+    from hwsearch.search.naas_accuracy import BitsPenalty, CoSearchAccuracy
+    from hwsearch.search.naas_assets import OneHotRidge
+    from hwsearch.search.naas_inner import CoSearchProblem, QuantizedSpace, Reference
+
+    compact = {"resolutions": [8, 12], "stem_width": 8, "first_width": 8, "widths": [8, 16, 24, 32, 48],
+               "head_width": 96}
+    net = spaces.get("ofa-mbv3", in_channels=1, num_classes=10, **compact)
+    q = QuantizedSpace(net, (4, 6, 8))
+    # Deeper/wider genes add accuracy, as a fitted predictor's weights do.
+    w = np.concatenate([np.linspace(0.0, 0.02, len(d.options)) for d in net.dims])
+    penalty = BitsPenalty(q.groups, q.bits, 0.002, tuple((0.01, 0.003, 0.0) for _ in q.groups), 0.95)
+    acc = CoSearchAccuracy(OneHotRidge(net, w, 0.6), penalty)
+    return CoSearchProblem(q, acc, Reference(0.5, 5.0, 1.0))

@@ -10,17 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hwsearch import spaces
 from hwsearch.hwmodel import Accelerator, hardware_metrics
-from hwsearch.search.naas_accuracy import BitsPenalty, CoSearchAccuracy
+from hwsearch.search.naas_accuracy import BitsPenalty
 from hwsearch.search.naas_assets import OneHotRidge
 from hwsearch.search.naas_baselines import edp_at_accuracy, run_baseline
 from hwsearch.search.naas_evolution import FINISHED, WAIT, NaasEvolution, OuterSettings
 from hwsearch.search.naas_inner import (
     CoSearchProblem,
     InnerSettings,
-    QuantizedSpace,
-    Reference,
     Triple,
     front_of,
     inner_search,
@@ -28,20 +25,6 @@ from hwsearch.search.naas_inner import (
 )
 from hwsearch.search.naas_pareto import hypervolume, nondominated
 from hwsearch.spaces.accelerator import AcceleratorSpace
-
-COMPACT = {"resolutions": [8, 12], "stem_width": 8, "first_width": 8, "widths": [8, 16, 24, 32, 48],
-           "head_width": 96}
-
-
-@pytest.fixture(scope="module")
-def problem() -> CoSearchProblem:
-    net = spaces.get("ofa-mbv3", in_channels=1, num_classes=10, **COMPACT)
-    q = QuantizedSpace(net, (4, 6, 8))
-    # A fixed, hand-set predictor: deeper/wider genes add accuracy, as a fitted one does.
-    w = np.concatenate([np.linspace(0.0, 0.02, len(d.options)) for d in net.dims])
-    penalty = BitsPenalty(q.groups, q.bits, 0.002, tuple((0.01, 0.003, 0.0) for _ in q.groups), 0.95)
-    acc = CoSearchAccuracy(OneHotRidge(net, w, 0.6), penalty)
-    return CoSearchProblem(q, acc, Reference(0.5, 5.0, 1.0))
 
 
 @given(st.lists(st.tuples(st.floats(0, 1), st.floats(0, 1), st.floats(0, 1)), min_size=1, max_size=12))
@@ -369,6 +352,9 @@ class _DoneEvolution:
         self.loaded = state
 
     def front(self) -> list:
+        return []
+
+    def pending(self) -> list:
         return []
 
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-from hwsearch.errors import RunError
+from hwsearch.errors import HwsearchError, RunError
 from hwsearch.search.config import ExperimentConfig, parse_config
-from hwsearch.search.rundir import RunDir, best_trial, row_document
+from hwsearch.search.rundir import MARKER, RunDir, best_trial, row_document
 
 # Set before Ray is imported: no usage reporting over the network, no TensorBoard/CSV loggers.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -56,10 +57,7 @@ class RecordCallback(tune.Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """Record a finished trial."""
-        result = dict(trial.last_result or {})
-        row = {k: v for k, v in result.items() if k in _KEEP or _is_metric(k, v)}
-        row.update(trial_id=trial.trial_id, status="ok", error=None, artifacts=f"trials/{trial.trial_id}")
-        self._record(row)
+        self._record(finished_row(trial.trial_id, dict(trial.last_result or {})))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """Record a failed trial with its reason."""
@@ -89,6 +87,50 @@ class RecordCallback(tune.Callback):
         Console().print(f"[bold]trials {done}/{config.budget.trials}[/bold]"
                         + (f" ({failed} failed)" if failed else "")
                         + f"  {best_text}  elapsed {elapsed:.0f}s", highlight=False)
+
+
+def finished_row(trial_id: str, result: dict[str, Any]) -> dict[str, Any]:
+    """The run-table row of a finished trial from its reported result (or its saved ``report.json``)."""
+    row = {k: v for k, v in result.items() if k in _KEEP or _is_metric(k, v)}
+    if isinstance(row.get("choice"), dict):
+        row["choice"] = json.dumps(row["choice"], sort_keys=True)
+    row.update(trial_id=trial_id, status="ok", error=None, artifacts=f"trials/{trial_id}")
+    return row
+
+
+def record_saved_trials(run_path: str | Path, trial_ids: list[str]) -> list[str]:
+    """Add to the run table the trials among ``trial_ids`` whose folder is complete but which it misses.
+
+    A kill -9 can land after a trial saved its folder and before the table recorded it, and Tune's
+    own state can be seconds behind; a searcher that knows such a trial is its own (NAAS keeps a
+    write-ahead state) calls this on resume, before the engine reloads the table. Returns the ids added."""
+    run = RunDir(Path(run_path))
+    df = run.trials()
+    have = set(df["trial_id"].astype(str)) if not df.empty else set()
+    new = []
+    for t in trial_ids:
+        report = run.path / "trials" / t / "report.json"
+        if t not in have and report.is_file():
+            new.append(finished_row(t, json.loads(report.read_text())))
+    if new:
+        rows = [{k: v for k, v in r.items() if not _isnan(v)} for r in df.to_dict("records")] + new
+        run.write_pareto(run.write_trials(rows), run.config())
+    return [r["trial_id"] for r in new]
+
+
+def tune_trial_states(run_path: str | Path) -> dict[str, str] | None:
+    """Trial id -> status in the Tune experiment state a resume restores (None when there is none to read).
+
+    Tune restores from the experiment-state file whose name sorts last; so does this."""
+    files = sorted(Path(run_path).glob("experiment_state-*.json"))
+    if not files:
+        return None
+    try:
+        state = json.loads(files[-1].read_text())
+        trials = [json.loads(t[0]) for t in state["trial_data"]]
+        return {str(t["trial_id"]): str(t.get("status", "")) for t in trials}
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return None
 
 
 _KEEP = {"feasible", "choice", "started_at", "finished_at", "duration_s"}
@@ -192,11 +234,22 @@ def run_experiment(config: ExperimentConfig, name: str | None = None, address: s
         raw["ray"]["address"] = address
     config = parse_config(raw, where="run options")
     root = Path(root or config.output.root)
+    fresh = not (root / config.name).exists()
     run = RunDir.create(root / config.name, config)
-    config = run.config()
-    data = cached_data(config.data.source, config.data.seed)
-    space = build_space(config, data)
-    searcher = searchers.build(space, config, run.path)
+    try:
+        config = run.config()
+        data = cached_data(config.data.source, config.data.seed)
+        space = build_space(config, data)
+        searcher = searchers.build(space, config, run.path)
+    except HwsearchError:
+        # A user mistake found while setting up (data, space, searcher settings): nothing has run yet,
+        # so what this call created is removed and the same command can be run again as it is.
+        if fresh:
+            shutil.rmtree(run.path, ignore_errors=True)
+        else:  # a folder of the user's: only the run's own files go
+            for name in ("config.yaml", MARKER):
+                (run.path / name).unlink(missing_ok=True)
+        raise
     started = init_ray(config.ray.address, config)
     try:
         tuner = tune.Tuner(
@@ -242,4 +295,5 @@ def finished_rows(run: RunDir) -> list[dict[str, Any]]:
     return [row_document(r) for _, r in run.trials().iterrows()]
 
 
-__all__ = ["RecordCallback", "finished_rows", "init_ray", "resume_experiment", "run_experiment"]
+__all__ = ["RecordCallback", "finished_row", "finished_rows", "init_ray", "record_saved_trials", "resume_experiment",
+           "run_experiment", "tune_trial_states"]

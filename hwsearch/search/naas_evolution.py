@@ -172,6 +172,20 @@ class NaasEvolution:
                 return c
         return None
 
+    def pending(self) -> list[str]:
+        """Trial ids proposed but not yet answered, in proposal order."""
+        return [t for t in self.proposals if t not in self.results]
+
+    def reassign(self, old: str, new: str) -> dict[str, Any]:
+        """Hand the unanswered proposal of trial ``old`` to trial ``new``, keeping its place in proposal order.
+
+        After a crash, a proposal the searcher made but the engine never recorded has no trial that will
+        run it; the next trial takes it over, so the run stays the one an uninterrupted run would be."""
+        if old not in self.proposals or old in self.results:
+            raise RunError(f"NAAS cannot reassign trial {old!r}: it is not an unanswered proposal")
+        self.proposals = {(new if t == old else t): p for t, p in self.proposals.items()}
+        return self.proposals[new]
+
     # ---- telling ------------------------------------------------------------------------------------
     def tell(self, trial_id: str, fitness: float | None, front: Sequence[Mapping[str, Any]] = (),
              extra: Mapping[str, Any] | None = None) -> None:

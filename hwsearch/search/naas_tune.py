@@ -4,6 +4,14 @@ One trial is one accelerator (the inner search runs vectorised inside it) or, af
 the refinement of one top-k triple. The searcher's saved state is the evolution's JSON, so
 ``hwsearch run --resume`` continues the same evolution: finished trials are kept (the searcher reads
 their fronts back from their trial folders when Tune reports them) and none is proposed twice.
+
+Tune saves its trial list and the searcher's state every few seconds, one file after the other, so
+after a kill -9 either may lag the trials that really ran. The searcher therefore also writes its
+state ahead, into the run directory, each time it proposes or hears of a trial, and on resume it
+reconciles that state with what is on disk and what Tune restored: a finished trial folder is read
+back (and recorded if the run table missed it), a proposal Tune never recorded is handed to the next
+trial Tune asks for, and a trial Tune restored as failed is told as failed. A resumed run thus does
+exactly the trials an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -20,11 +28,14 @@ from ray.tune.search import Searcher
 from hwsearch.errors import ConfigError, RunError, SpecError
 from hwsearch.io import atomic_write_text
 from hwsearch.search import evaluators
+from hwsearch.search.driver import record_saved_trials, tune_trial_states
 from hwsearch.search.evaluators import Evaluation, Evaluator, SavedTrial, TrialContext
 from hwsearch.search.naas import ASSETS, NaasSettings, load_assets, prepare_assets
 from hwsearch.search.naas_evolution import FINISHED, WAIT, NaasEvolution
 from hwsearch.search.naas_inner import Triple
 from hwsearch.search.searchers import SearchContext, mark_searcher_done, register
+
+STATE = "searcher-state.json"  # the write-ahead copy of the searcher state, in the run's asset folder
 
 
 class NaasSearcher(Searcher):
@@ -35,21 +46,42 @@ class NaasSearcher(Searcher):
         self.evolution = evolution
         self.run_dir = str(run_dir)
         self.reported = False
+        self.orphans: list[str] = []  # proposals no trial will run (Tune never recorded them), oldest first
+        self.resumed = False  # whether this object has read the run's saved state (False: a new run so far)
 
     @property
     def assets(self) -> str:
         """The run's asset folder (trials read the supernet, predictor and penalty from it)."""
         return str(Path(self.run_dir) / ASSETS)
 
+    @property
+    def state_path(self) -> Path:
+        """The write-ahead copy of the searcher state."""
+        return Path(self.assets) / STATE
+
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         """The next proposal, None while a generation is still running, or `Searcher.FINISHED`."""
-        proposal = self.evolution.ask(trial_id)
+        if not self.resumed:
+            self.resumed = True
+            if self.state_path.is_file():  # a resume whose Tune state was saved before any searcher state
+                self._resume_from(self.state_path)
+        if self.orphans and trial_id not in self.evolution.proposals:
+            proposal = self.evolution.reassign(self.orphans.pop(0), trial_id)
+        else:
+            proposal = self.evolution.ask(trial_id)
         if proposal == WAIT:
             return None
         if proposal == FINISHED:  # every accelerator and refinement answered, maybe below the budget
             mark_searcher_done(self.run_dir)
             return Searcher.FINISHED
+        self._write_ahead()  # before Tune records the trial: the proposal survives any kill from here on
         return {**proposal, "assets": self.assets}
+
+    def _write_ahead(self) -> None:
+        atomic_write_text(self.state_path, json.dumps(self._state()))
+
+    def _state(self) -> dict[str, Any]:
+        return {"run_dir": self.run_dir, "reported": self.reported, "evolution": self.evolution.state()}
 
     def _all_recorded(self) -> bool:
         from hwsearch.search.rundir import RunDir
@@ -93,9 +125,15 @@ class NaasSearcher(Searcher):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         """Record the trial's fitness and front (read from its folder); a failed trial has no fitness."""
-        evo = self.evolution
-        if trial_id not in evo.proposals:
+        if trial_id not in self.evolution.proposals:
             return
+        self._tell(trial_id, result, error)
+        self._write_ahead()
+        if not self.reported and self.evolution.complete():
+            self._start_final_report()
+
+    def _tell(self, trial_id: str, result: Mapping[str, Any] | None, error: bool) -> None:
+        evo = self.evolution
         if error or not result:
             evo.tell(trial_id, None)
         elif "accel" in evo.proposals[trial_id]:
@@ -105,22 +143,24 @@ class NaasSearcher(Searcher):
         else:
             evo.tell(trial_id, float(result.get("accuracy", math.nan)), [],
                      {k: float(result[k]) for k in ("accuracy", "latency_ms", "energy_mj") if k in result})
-        if not self.reported and evo.complete():
-            self._start_final_report()
 
     def save(self, checkpoint_path: str) -> None:
         """Write the evolution's state as JSON (no pickle)."""
-        atomic_write_text(checkpoint_path, json.dumps({"run_dir": self.run_dir, "reported": self.reported,
-                                                       "evolution": self.evolution.state()}))
+        atomic_write_text(checkpoint_path, json.dumps(self._state()))
 
     def restore(self, checkpoint_path: str) -> None:
-        """Read the state written by `save`."""
+        """Continue from the newest state (the write-ahead copy when there is one), reconciled with the run."""
+        self._resume_from(self.state_path if self.state_path.is_file() else Path(checkpoint_path))
+
+    def _resume_from(self, path: Path) -> None:
+        self.resumed = True
         try:
-            state = json.loads(Path(checkpoint_path).read_text())
+            state = json.loads(path.read_text())
         except (OSError, ValueError) as e:
-            raise RunError(f"cannot read the NAAS searcher state {checkpoint_path}: {e}") from None
+            raise RunError(f"cannot read the NAAS searcher state {path}: {e}") from None
         self.evolution.load_state(state["evolution"])
         self.reported = bool(state.get("reported", False))
+        self.reconcile(tune_trial_states(self.run_dir))
         if self.evolution.complete():
             # Tune may never ask a restored, finished searcher again: mark it done here too.
             mark_searcher_done(self.run_dir)
@@ -128,6 +168,29 @@ class NaasSearcher(Searcher):
             # Killed after the last trial but before the report was written: Tune has nothing left to
             # run and calls no hook again, so write it now (the driver waits for it before finishing).
             self._start_final_report()
+
+    def reconcile(self, restored: Mapping[str, str] | None) -> None:
+        """Settle every unanswered proposal after a crash, given the trials Tune ``restored`` (id -> status;
+        None: unknown, so every unanswered proposal is left to Tune).
+
+        A trial whose folder is complete ran to its end: its result is read back from the folder (and
+        added to the run table if the kill came before the table recorded it). A trial Tune restored as
+        failed will not run again: it is told as failed. A proposal Tune never recorded goes to the next
+        trial Tune asks for. Tune reruns the other restored trials itself."""
+        self.orphans = []
+        saved = []
+        for t in self.evolution.pending():
+            report = Path(self.run_dir) / "trials" / t / "report.json"
+            if report.is_file():
+                self._tell(t, json.loads(report.read_text()), error=False)
+                saved.append(t)
+            elif restored is not None and restored.get(t) == "ERROR":
+                self._tell(t, None, error=True)
+            elif restored is not None and t not in restored:
+                self.orphans.append(t)
+        if saved:
+            record_saved_trials(self.run_dir, saved)
+        self._write_ahead()
 
     def _report_written(self) -> bool:
         """Whether the final report is complete: front.json with the export (or no pair to export)."""
@@ -171,6 +234,10 @@ def _say(line: str) -> None:
 
 @evaluators.register("naas")
 class NaasEvaluator(Evaluator):
+    reports = ("accuracy", "predicted_acc", "latency_ms", "energy_mj", "edp", "area_mm2", "peak_power_w",
+               "hypervolume", "evaluations", "front_size", "measured", "generation",  # accelerator trials
+               "test_acc", "val_acc", "inner_policy_val_acc", "float_val_acc", "agent_val_acc",  # refinements
+               "agent_episodes", "agent_improved", "predicted_latency_ms", "predicted_energy_mj", "rank")
     """An accelerator trial (inner search) or a refinement trial (agent, fine-tune, measure)."""
 
     def evaluate(self, params: Mapping[str, Any], ctx: TrialContext) -> Evaluation:
