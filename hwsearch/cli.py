@@ -253,6 +253,7 @@ def lut_check(
     statistic: str = typer.Option("median", help=_STATISTIC_HELP),
     dtype: str = typer.Option("fp32", help="Float dtype of full-precision layers: fp32; fp16 or bf16 on cuda."),
     fmt: str = typer.Option("table", "--format", help="table or json."),
+    uncorrected: bool = typer.Option(False, help="Check the plain table sum of a space profiled without a fit."),
 ) -> None:
     """Predict and measure N networks on this machine: share within ±10%, RMSPE, Kendall tau."""
     from hwsearch.errors import ConfigError
@@ -260,7 +261,7 @@ def lut_check(
     if fmt not in ("table", "json"):
         raise ConfigError(f"--format {fmt!r} is not supported; use table or json")
     est = _measured(space, device, threads, cache_dir, quick, False, statistic, dtype)
-    res = est.check(n, seed=seed, noise_floor=noise_floor)
+    res = est.check(n, seed=seed, noise_floor=noise_floor, uncorrected=uncorrected)
     if fmt == "json":
         _emit_json(res)
         return

@@ -31,6 +31,10 @@ class CorruptTable(HwsearchError):
     """A lookup table or cache file is truncated, tampered with, or from another version."""
 
 
+class MissingTable(HwsearchError):
+    """A lookup table or fitted correction a command needs has not been built yet (`hwsearch profile`)."""
+
+
 class DataError(HwsearchError):
     """A data source is unknown, missing or unreadable."""
 

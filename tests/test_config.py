@@ -90,3 +90,49 @@ def test_cli_run_with_a_bad_config_exits_2_with_one_line_and_writes_nothing(tmp_
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "budget.trials" in proc.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hwsearch.cli", *args], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=120)
+
+
+def _one_line_exit_2(proc: subprocess.CompletedProcess, *words: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert all(w in proc.stderr for w in words), proc.stderr
+
+
+def test_cli_run_of_an_empty_config_file_is_an_error_not_the_default_experiment(tmp_path):
+    (tmp_path / "empty.yaml").write_text("")
+    _one_line_exit_2(_cli(tmp_path, "run", "empty.yaml"), "empty")
+    assert list(tmp_path.iterdir()) == [tmp_path / "empty.yaml"]  # no runs/ folder
+
+
+@pytest.mark.parametrize("where", ["file", "--set"])
+def test_cli_run_with_a_constraint_on_an_unreported_metric_names_it_and_writes_nothing(tmp_path, tiny_experiment,
+                                                                                        where):
+    raw = tiny_experiment(tmp_path / "runs", name="x")
+    if where == "file":
+        raw["constraints"] = ["frobnication <= 3"]
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+    extra = ["--set", "constraints=['frobnication <= 3']"] if where == "--set" else []
+    _one_line_exit_2(_cli(tmp_path, "run", "c.yaml", *extra), "frobnication", "macs")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_objectives_and_constraints_may_name_any_metric_a_listed_provider_reports(tiny_experiment, tmp_path):
+    cfg = parse_config(tiny_experiment(tmp_path, metrics=["netspec", "accelerator", "device"],
+                                       hardware={"accelerator": "eyeriss", "device": "cpu"},
+                                       constraints=["energy_mj <= 1", "cpu_lut_latency_ms <= 5", "duration_s <= 60"]))
+    assert [c.metric for c in cfg.constraints] == ["energy_mj", "cpu_lut_latency_ms", "duration_s"]
+    with pytest.raises(ConfigError, match="'energy_mj' is reported by neither"):
+        parse_config(tiny_experiment(tmp_path, constraints=["energy_mj <= 1"]))  # no accelerator provider listed
+
+
+def test_cli_run_whose_searcher_refuses_its_settings_leaves_no_run_folder(tmp_path):
+    raw = yaml.safe_load((ROOT / "configs" / "default.yaml").read_text())
+    raw.update(name="short", budget={"trials": 2}, output={"root": str(tmp_path / "runs")})  # naas needs 27
+    (tmp_path / "short.yaml").write_text(yaml.safe_dump(raw))
+    _one_line_exit_2(_cli(tmp_path, "run", "short.yaml"), "budget.trials")
+    assert not (tmp_path / "runs" / "short").exists()

@@ -117,7 +117,7 @@ def test_latency_ms_provider_predicts_a_space_choice_and_optionally_measures_it(
 
 def test_lut_check_prints_json_with_the_documented_keys(tmp_path):
     res = CliRunner().invoke(app, ["lut", "check", "--space", "vit", "--device", "cpu", "--n", "2", "--seed", "7",
-                                   "--quick", "--noise-floor", "--cache-dir", str(tmp_path), "--format", "json"])
+                                   "--quick", "--noise-floor", "--uncorrected", "--cache-dir", str(tmp_path), "--format", "json"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert {"within_10pct", "rmspe", "kendall_tau", "n"} <= set(out) and out["n"] == 2
@@ -156,3 +156,14 @@ def test_sampling_refuses_zero_networks(tmp_path):
 def test_half_precision_tables_on_cpu_are_refused_with_the_dtype_it_runs(tmp_path):
     res = CliRunner().invoke(app, ["lut", "check", "--space", "vit", "--dtype", "fp16", "--cache-dir", str(tmp_path)])
     assert res.exit_code != 0 and "use fp32" in str(res.exception)
+
+
+def test_lut_check_of_a_space_never_profiled_says_to_profile_it_and_measures_nothing(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "hwsearch.cli", "lut", "check", "--space", "vit", "--n", "2",
+                           "--quick", "--cache-dir", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert "hwsearch profile --space vit" in proc.stderr
+    assert not list(tmp_path.rglob("*.json"))  # no table was measured into the cache

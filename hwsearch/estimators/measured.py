@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from hwsearch.errors import ConfigError, CorruptTable
+from hwsearch.errors import ConfigError, CorruptTable, MissingTable
 from hwsearch.estimators.latency_predictor import (
     LatencyPredictor,
     accuracy_report,
@@ -245,14 +245,21 @@ class MeasuredLatency:
         return pred
 
     def check(self, n: int, seed: int = 0, noise_floor: bool = False,
-              on_network: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
+              on_network: Callable[[int, dict[str, float]], None] | None = None,
+              uncorrected: bool = False) -> dict[str, Any]:
         """Predict and measure ``n`` networks never used for fitting; accuracy figures as a dict.
 
         Keys: ``within_10pct``, ``rmspe`` (percent), ``kendall_tau``, ``n``; also ``lut_sum`` (the
         same figures for the uncorrected table sum), ``corrected`` (whether a fitted predictor was
         used) and, with ``noise_floor``, ``noise_floor``: the same figures for a second measurement
-        of every network against its first (taken after all first measurements).
+        of every network against its first (taken after all first measurements). Without a fitted
+        correction this refuses to run unless ``uncorrected`` asks for the table sum alone: checking
+        the prediction of a space that was never profiled would report the wrong predictor.
         """
+        if self.predictor is None and not uncorrected:
+            raise MissingTable(f"no fitted latency correction for {self.space_name} on {self.fingerprint.label} in "
+                           f"{self.predictor_path.parent}; run `hwsearch profile --space {self.space_name}` first "
+                           "(or pass --uncorrected to check the table sum alone)")
         fitted = set(self.predictor.report.get("fitted_networks", ())) if self.predictor else set()
         samples = self.sample(n, seed, exclude=fitted)
         predicted, base, measured = [], [], []

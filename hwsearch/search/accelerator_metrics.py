@@ -37,7 +37,7 @@ def configured_accelerator(hardware: Mapping[str, Any]) -> Accelerator:
     return Accelerator.resolve(str(spec))
 
 
-@register("accelerator")
+@register("accelerator", reports=("latency_ms", "energy_mj", "edp", "area_mm2", "peak_power_w"))
 def accelerator_metrics(net: NetSpec, config: ExperimentConfig) -> dict[str, float]:
     """Costs of the trial's network on the configured accelerator."""
     hardware = config.hardware

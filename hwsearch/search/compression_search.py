@@ -158,6 +158,9 @@ def _predictor(settings: CompressionSettings) -> Any:
 
 @evaluators.register("compression")
 class CompressionEvaluator(Evaluator):
+    reports = ("search_val_acc", "val_acc_before_finetune", "test_acc_before_finetune", "base_val_acc",
+               "base_test_acc", "budget_limit", "budget_cost", "budget_ratio", "episodes", "best_episode",
+               "resumed_at_episode", "val_acc", "test_acc")
     """Run one AMC/HAQ agent on a trained network for the budget the searcher proposed."""
 
     def evaluate(self, params: Mapping[str, Any], ctx: TrialContext) -> Evaluation:

@@ -11,6 +11,7 @@ Every validation failure becomes a `ConfigError` naming the field and the reason
 from __future__ import annotations
 
 import copy
+import fnmatch
 import math
 import operator
 import re
@@ -180,7 +181,21 @@ class ExperimentConfig(_Section):
             if m not in metrics.names():
                 raise ValueError(f"metrics: provider {m!r} is unknown; known: {', '.join(metrics.names())}")
         searchers.validate_settings(self.searcher.name, self.searcher.settings)
+        self._metrics_are_reported(evaluators.EVALUATORS[self.evaluation.evaluator].reports,
+                                   metrics.reported(self.metrics) + metrics.TRIAL_METRICS)
         return self
+
+    def _metrics_are_reported(self, evaluator: tuple[str, ...], providers: tuple[str, ...]) -> None:
+        """Every objective and constraint names a metric the evaluator or a listed provider reports."""
+        if not evaluator:  # a plug-in evaluator that does not declare its metrics: checked per trial only
+            return
+        known = evaluator + providers
+        for what, name in [("objectives", o.metric) for o in self.objectives] + \
+                          [("constraints", c.metric) for c in self.constraints]:
+            if not any(fnmatch.fnmatchcase(name, k) for k in known):
+                raise ValueError(f"{what}: metric {name!r} is reported by neither evaluator "
+                                 f"{self.evaluation.evaluator!r} nor the metric providers {list(self.metrics)}; "
+                                 f"known: {', '.join(sorted(set(known)))}")
 
     @property
     def primary(self) -> Objective:
@@ -267,6 +282,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}: not valid YAML{at}") from None
+    if raw is None:  # an empty file is a mistake, not a request for every default
+        raise ConfigError(f"config file {path} is empty; start from configs/default.yaml or give no CONFIG "
+                          "to run the default experiment")
     return parse_config(raw, overrides, where=str(path))
 
 

@@ -51,7 +51,8 @@ def device_settings(hardware: Mapping[str, Any]) -> dict[str, Any]:
     return {"threads": None, "dtype": "fp32", "statistic": "median", "measure": False, "cache_dir": None, **d}
 
 
-@register("device")
+# The device's name prefixes its metrics (cpu_latency_ms, cuda_lut_latency_ms, ...).
+@register("device", reports=("latency_ms", "*_latency_ms", "*_lut_latency_ms", "*_measured_layers_ms"))
 def device_metrics(net: NetSpec, config: ExperimentConfig) -> dict[str, float]:
     """Predicted (and optionally measured) latency of the trial's network on this machine."""
     s = device_settings(config.hardware)

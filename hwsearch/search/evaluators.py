@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
@@ -104,6 +104,9 @@ class Evaluator(ABC):
     """Base of evaluators; subclasses implement `evaluate` and, when needed, `rebuild`."""
 
     name: str = ""
+    # The metrics `evaluate` reports, so that a config's objectives and constraints are checked when it
+    # loads; empty for an evaluator that does not declare them (nothing is checked then).
+    reports: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def evaluate(self, params: Mapping[str, Any], ctx: TrialContext) -> Evaluation:
@@ -170,6 +173,7 @@ def choice_from_params(space: SearchSpace, params: Mapping[str, Any]) -> dict[st
 
 @register("train")
 class TrainEvaluator(Evaluator):
+    reports = ("val_acc", "test_acc", "train_time_s", "final_loss", "epochs", "resolution")
     """Build the choice, train it briefly with the config's recipe, measure val/test top-1 accuracy."""
 
     def evaluate(self, params: Mapping[str, Any], ctx: TrialContext) -> Evaluation:

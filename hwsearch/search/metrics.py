@@ -29,13 +29,18 @@ if TYPE_CHECKING:
 
 MetricProvider = Callable[[NetSpec, "ExperimentConfig"], dict[str, Any]]
 PROVIDERS: dict[str, MetricProvider] = {}
+REPORTS: dict[str, tuple[str, ...]] = {}  # provider -> the metric names it reports (glob patterns)
+
+# Every trial's report holds these besides its evaluator's and providers' metrics (`trial.evaluate_trial`).
+TRIAL_METRICS = ("duration_s", "started_at", "finished_at")
 
 
-def register(name: str) -> Callable[[MetricProvider], MetricProvider]:
-    """Decorator adding a metric provider under ``name``."""
+def register(name: str, reports: tuple[str, ...] = ()) -> Callable[[MetricProvider], MetricProvider]:
+    """Decorator adding a metric provider under ``name``; ``reports`` names its metrics (glob patterns)."""
 
     def add(fn: MetricProvider) -> MetricProvider:
         PROVIDERS[name] = fn
+        REPORTS[name] = tuple(reports)
         return fn
 
     return add
@@ -54,6 +59,11 @@ def get(name: str) -> MetricProvider:
         raise UnknownName(f"unknown metric provider {name!r}; known: {', '.join(names())}") from None
 
 
+def reported(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """The metric names (glob patterns) the providers ``names`` report."""
+    return tuple(p for n in names for p in REPORTS.get(n, ()))
+
+
 def measure(net: NetSpec, config: ExperimentConfig) -> dict[str, Any]:
     """Run every provider the config lists and merge their metrics (later providers win on a clash)."""
     out: dict[str, Any] = {}
@@ -62,7 +72,7 @@ def measure(net: NetSpec, config: ExperimentConfig) -> dict[str, Any]:
     return out
 
 
-@register("netspec")
+@register("netspec", reports=("macs", "params", "weight_bytes", "peak_activation_bytes"))
 def netspec_metrics(net: NetSpec, config: ExperimentConfig) -> dict[str, Any]:
     """Counts read off the NetSpec at batch 1: MACs, parameters, model bytes, peak activation memory."""
     net = net.with_batch(1)
@@ -74,7 +84,8 @@ def netspec_metrics(net: NetSpec, config: ExperimentConfig) -> dict[str, Any]:
     }
 
 
-__all__ = ["PROVIDERS", "MetricProvider", "get", "measure", "names", "register"]
+__all__ = ["PROVIDERS", "REPORTS", "TRIAL_METRICS", "MetricProvider", "get", "measure", "names", "register",
+           "reported"]
 
 # Providers living in their own modules register themselves on import.
 from hwsearch.search import accelerator_metrics, device_latency  # noqa: E402,F401,I001

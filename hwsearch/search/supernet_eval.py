@@ -40,6 +40,7 @@ def supernet_for(ctx: TrialContext) -> CachedSupernet:
 
 @register("supernet")
 class SupernetEvaluator(Evaluator):
+    reports = ("val_acc", "test_acc", "extract_time_s", "supernet_train_time_s", "resolution")
     """Extract the proposed sub-network from the supernet, recalibrate BatchNorm, measure val/test top-1."""
 
     def evaluate(self, params: Mapping[str, Any], ctx: TrialContext) -> Evaluation:
