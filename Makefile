@@ -1,21 +1,26 @@
 # Two entry points, both of which set up a local virtual environment first:
 #   make run   - the default experiment (`hwsearch run`)
 #   make test  - the whole test suite
+# Both install exactly the versions in requirements.lock, the set the suite last passed with.
+# `make lock` refreshes that lock to the newest versions pyproject.toml allows and runs the suite on them.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+LOCK   := requirements.lock
+# The CPU wheel, installed first so that nothing pulls a multi-GB CUDA build of torch.
+TORCH  ?= torch==2.13.0
 
-.PHONY: setup run test bench lint
+.PHONY: setup run test bench lint lock
 
 setup: $(VENV)/.installed
 
-# torch is pinned to the CPU wheel first, so that the loose `torch>=2.3` in pyproject.toml is already
-# satisfied and pip never pulls a multi-GB CUDA build.
-$(VENV)/.installed: pyproject.toml
+# pip and setuptools come from the lock too, and the package is built without build isolation, so that
+# a new release of the build backend cannot change what gets installed either.
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -c $(LOCK) pip setuptools
+	$(BIN)/pip install -q -c $(LOCK) $(TORCH)
+	$(BIN)/pip install -q -c $(LOCK) --no-build-isolation -e '.[dev]'
 	touch $@
 
 run: setup
@@ -26,3 +31,16 @@ test: setup
 
 lint: setup
 	$(BIN)/ruff check hwsearch tests benchmarks
+
+# A new lock: a fresh environment at the newest allowed versions, the whole suite on it, and only if it
+# passes is requirements.lock replaced (review `git diff requirements.lock` and commit it).
+lock:
+	rm -rf .venv-lock
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install -q --upgrade pip setuptools
+	.venv-lock/bin/pip install -q $(TORCH)
+	.venv-lock/bin/pip install -q --no-build-isolation -e '.[dev]'
+	.venv-lock/bin/python -m pytest
+	{ sed -n '/^#/p' $(LOCK); .venv-lock/bin/pip freeze --all --exclude-editable | sed -E 's/^(torch==[^+]*)\+.*$$/\1/'; } > $(LOCK).new
+	mv $(LOCK).new $(LOCK)
+	rm -rf .venv-lock
