@@ -246,10 +246,12 @@ def _decode_image(data: bytes, where: str) -> np.ndarray:
 
 # ---- decoded cache --------------------------------------------------------------------------------
 def cache_key(copy: str | os.PathLike) -> str:
-    """Digest of a copy's resolved path and the sizes and modification times of its files."""
+    """Digest of a copy's resolved path and the sizes, modification times and inodes of its files."""
     copy = Path(copy).resolve()
     files = [copy] if copy.is_file() else sorted(f for f in copy.rglob("*") if f.is_file())
-    stats = [(str(f.relative_to(copy)) if f != copy else "", f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    # The inode too: a copy moved into place within one timestamp tick has the same size and mtime.
+    stats = [(str(f.relative_to(copy)), st.st_size, st.st_mtime_ns, st.st_ino)
+             for f in files for st in [f.stat()]]
     text = json.dumps({"format": FORMAT_VERSION, "path": str(copy), "files": stats})
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
