@@ -82,6 +82,52 @@ def spaces_sample(
     )
 
 
+# ---- data --------------------------------------------------------------------------------------
+data_app = typer.Typer(help="Data sources: list them, load one, download a published data set.",
+                       no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("list")
+def data_list() -> None:
+    """List the registered data sources."""
+    from hwsearch import data
+
+    for name in data.names():
+        doc = (data.SOURCES[name].__doc__ or "").strip().splitlines()
+        print(f"{name}\t{doc[0] if doc else ''}")
+
+
+@data_app.command("show")
+def data_show(
+    source: str = typer.Argument("digits", help="Source string: digits, npz:PATH, imagefolder:PATH, cifar10[:PATH]."),
+    seed: int = typer.Option(0, help="Seed of the train/validation split."),
+) -> None:
+    """Load a source (decoding and caching it if needed) and print its splits, image shape and classes."""
+    from hwsearch.data import load_data
+
+    d = load_data(source, seed=seed)
+    sizes = ", ".join(f"{k} {v:,}" for k, v in d.sizes.items())
+    names = ", ".join(d.class_names) if d.class_names else "unnamed"
+    augment = "the recipe's random shift" if d.augment is None else type(d.augment).__name__
+    print(f"{source}: {sizes}; images {'x'.join(map(str, d.input_shape))}; {d.num_classes} classes ({names}); "
+          f"training augmentation: {augment}")
+
+
+@data_app.command("download")
+def data_download(
+    name: str = typer.Argument(..., help="Data set to download (cifar10)."),
+    dest: str | None = typer.Option(None, help="Folder; default $HWSEARCH_DATA, else <cache>/datasets."),
+) -> None:
+    """Download a published data set's archive and check its checksum (the only command that downloads)."""
+    from hwsearch.datasets.cifar10 import download_cifar10
+    from hwsearch.errors import UnknownName
+
+    if name != "cifar10":
+        raise UnknownName(f"no download for data set {name!r}; known: cifar10")
+    print(f"downloaded {download_cifar10(dest)}")
+
+
 # ---- hwmodel -----------------------------------------------------------------------------------
 hw_app = typer.Typer(help="The built-in accelerator model: presets and per-layer cost.", no_args_is_help=True)
 app.add_typer(hw_app, name="hw")

@@ -2,12 +2,15 @@
 
 Nothing here touches the network. The default source is scikit-learn's bundled digits (1,797 real 8x8
 grey images, 10 classes); users bring their own data as ``npz:PATH`` (arrays ``x`` and ``y``) or
-``imagefolder:PATH`` (one sub-folder of images per class). A source string is ``name`` or
-``name:argument``; adding a source is one function decorated with `register`.
+``imagefolder:PATH`` (one sub-folder of images per class), and CIFAR-10 as ``cifar10[:PATH]``
+(`hwsearch.datasets.cifar10`). A source string is ``name``, ``name:argument`` or
+``name:argument?key=value&...`` (options, for sources that take them); adding a source is one
+function decorated with `register`.
 
-Every source yields float32 images in [0, 1], shaped (N, C, H, W), which are split into
-train/val/test under a seed (stratified by class) and then standardised per channel with the
-training split's statistics. Spaces whose choices differ in input resolution (OFA's ``resolution``
+Most sources yield float32 images in [0, 1], shaped (N, C, H, W), which are split into
+train/val/test under a seed (stratified by class). A data set with an official test split returns a
+`Presplit` instead: its test split is kept as published and validation is held out of its training
+split. Either way images are then standardised per channel with the training split's statistics. Spaces whose choices differ in input resolution (OFA's ``resolution``
 gene) read `Dataset.at_resolution`, which resizes bilinearly and caches each resolution once.
 """
 
@@ -21,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from hwsearch.augment import CropFlip
 from hwsearch.errors import DataError, UnknownName
 
 VAL_FRACTION = 0.15
@@ -42,6 +46,7 @@ class Dataset:
     num_classes: int
     class_names: tuple[str, ...] = ()
     seed: int = 0
+    augment: CropFlip | None = None     # the data set's own training augmentation (None: the recipe's shift)
     _resized: dict[int, Dataset] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -90,6 +95,7 @@ class Dataset:
                 num_classes=self.num_classes,
                 class_names=self.class_names,
                 seed=self.seed,
+                augment=self.augment,
             )
             self._resized[resolution] = cached
         return cached
@@ -121,15 +127,33 @@ def _resize(x: torch.Tensor, resolution: int) -> torch.Tensor:
 
 
 # ---- sources --------------------------------------------------------------------------------------
-# A source returns raw images in [0, 1] as (N, C, H, W) float32, integer labels, and class names.
+# A source returns raw images in [0, 1] as (N, C, H, W) float32, integer labels, and class names,
+# or a `Presplit` when the data set publishes its own test split.
 Raw = tuple[np.ndarray, np.ndarray, tuple[str, ...]]
-SOURCES: dict[str, Callable[[str | None], Raw]] = {}
 
 
-def register(name: str) -> Callable[[Callable[[str | None], Raw]], Callable[[str | None], Raw]]:
+@dataclass(frozen=True, eq=False)
+class Presplit:
+    """A data set published as train and test splits of uint8 (N, C, H, W) images, and how to use them."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: tuple[str, ...]
+    val_per_class: int                  # held out of the training split, per class
+    train_subset: int | None = None     # train on this many of the rest (stratified), None: all
+    augment: CropFlip | None = None     # fill is replaced by black in standardised units
+
+
+Source = Callable[[str | None], "Raw | Presplit"]
+SOURCES: dict[str, Source] = {}
+
+
+def register(name: str) -> Callable[[Source], Source]:
     """Decorator adding a data source under ``name``; it receives the text after ``name:`` (or None)."""
 
-    def add(fn: Callable[[str | None], Raw]) -> Callable[[str | None], Raw]:
+    def add(fn: Source) -> Source:
         SOURCES[name] = fn
         return fn
 
@@ -142,19 +166,30 @@ def names() -> list[str]:
 
 
 def load_data(source: str = "digits", seed: int = 0, resolution: int | None = None) -> Dataset:
-    """Load ``source`` (``digits``, ``npz:PATH``, ``imagefolder:PATH``) and split it under ``seed``."""
+    """Load ``source`` (``digits``, ``npz:PATH``, ``imagefolder:PATH``, ``cifar10[:PATH]``) and split it under ``seed``."""
     if not isinstance(source, str) or not source:
         raise DataError(f"data source {source!r} must be a non-empty string such as 'digits' or 'npz:PATH'")
-    name, _, arg = source.partition(":")
+    name, arg = _parse_source(source)
     try:
         fn = SOURCES[name]
     except KeyError:
         raise UnknownName(
             f"unknown data source {name!r}; known: {', '.join(names())} (use NAME or NAME:PATH)"
         ) from None
-    x, y, class_names = fn(arg or None)
-    data = _split(source, x, y, class_names, seed)
+    raw = fn(arg or None)
+    if isinstance(raw, Presplit):
+        data = _split_presplit(source, raw, seed)
+    else:
+        x, y, class_names = raw
+        data = _split(source, x, y, class_names, seed)
     return data.at_resolution(resolution) if resolution else data
+
+
+def _parse_source(source: str) -> tuple[str, str]:
+    # The name ends at the first ':' or '?': 'cifar10?train_subset=N' passes '?train_subset=N' on.
+    cut = min((i for i in (source.find(":"), source.find("?")) if i >= 0), default=len(source))
+    name, rest = source[:cut], source[cut:]
+    return name, rest[1:] if rest.startswith(":") else rest
 
 
 @register("digits")
@@ -281,4 +316,52 @@ def _split(name: str, x: np.ndarray, y: np.ndarray, class_names: tuple[str, ...]
     )
 
 
-__all__ = ["Dataset", "SOURCES", "batches", "load_data", "names", "register"]
+def _split_presplit(name: str, p: Presplit, seed: int) -> Dataset:
+    """Hold ``val_per_class`` images per class out of the published training split; keep its test split."""
+    counts = np.bincount(p.y_train, minlength=len(p.class_names))
+    if counts.min() <= p.val_per_class:
+        raise DataError(f"data source {name!r}: a class has {counts.min()} training images, not more than "
+                        f"the {p.val_per_class} per class held out for validation; lower val_per_class")
+    rng = np.random.default_rng(seed)
+    val_parts, rest_parts = [], []
+    for c in range(len(counts)):
+        idx = rng.permutation(np.flatnonzero(p.y_train == c))
+        val_parts.append(idx[:p.val_per_class])
+        rest_parts.append(idx[p.val_per_class:])
+    val, train = np.sort(np.concatenate(val_parts)), np.sort(np.concatenate(rest_parts))
+    if p.train_subset is not None:
+        if not len(counts) <= p.train_subset <= len(train):
+            raise DataError(f"data source {name!r}: train_subset={p.train_subset} must be between "
+                            f"{len(counts)} and the {len(train)} training images left after validation")
+        if p.train_subset < len(train):
+            from sklearn.model_selection import train_test_split
+
+            train, _ = train_test_split(train, train_size=p.train_subset, random_state=seed,
+                                        stratify=p.y_train[train])
+            train = np.sort(train)
+    # uint8 stays uint8 until each split is converted, so the float copies exist once (no 2x peak).
+    x_train = torch.from_numpy(p.x_train[train]).float().div_(255.0)
+    var, mean = torch.var_mean(x_train, dim=(0, 2, 3), correction=0, keepdim=True)
+    std = var.sqrt() + 1e-6
+    x_train.sub_(mean).div_(std)
+
+    def standardised(x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(x)).float().div_(255.0).sub_(mean).div_(std)
+
+    augment = p.augment
+    if augment is not None:  # black borders, as padding raw images before standardising would give
+        augment = CropFlip(augment.padding_share, tuple((-mean / std).flatten().tolist()), augment.flip)
+    return Dataset(
+        name=name,
+        x_train=x_train, y_train=torch.from_numpy(p.y_train[train].astype(np.int64)),
+        x_val=standardised(p.x_train[val]), y_val=torch.from_numpy(p.y_train[val].astype(np.int64)),
+        x_test=standardised(p.x_test), y_test=torch.from_numpy(p.y_test.astype(np.int64)),
+        num_classes=len(p.class_names),
+        class_names=p.class_names,
+        seed=seed,
+        augment=augment,
+    )
+
+
+__all__ = ["Dataset", "Presplit", "SOURCES", "batches", "load_data", "names", "register"]
+from hwsearch.datasets import cifar10 as _cifar10  # noqa: E402,F401  (registers "cifar10")

@@ -3,7 +3,8 @@
 `Recipe` holds every training setting (the experiment config embeds it as ``evaluation.recipe``);
 `train_and_evaluate` trains a module on a `hwsearch.data.Dataset` and returns a `TrainResult`.
 On CPU a run is bit-for-bit repeatable under a seed: the seed drives initialisation-independent
-randomness (shuffling, augmentation), deterministic algorithms are switched on for the duration,
+randomness (shuffling, augmentation: the data set's own, e.g. CIFAR-10's crops and flips, else the
+recipe's random shift), deterministic algorithms are switched on for the duration,
 and the thread count is fixed and recorded (float sums depend on how work is split over threads).
 A NaN or infinite loss raises `TrainingDiverged`, which the search engine records as a failed trial.
 """
@@ -44,7 +45,8 @@ class Recipe(BaseModel):
     warmup_epochs: float = Field(1.0, ge=0)
     label_smoothing: float = Field(0.1, ge=0, lt=1)
     augment_shift: float = Field(0.1, ge=0, le=0.5,
-                                 description="random translation, as a share of the image size (0: off)")
+                                 description="random translation, as a share of the image size (0: off); "
+                                             "a data set with its own augmentation (cifar10) uses that instead")
     grad_clip: float = Field(5.0, ge=0, description="max gradient norm (0: off)")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (None: keep the current count)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -151,6 +153,15 @@ def _shift(x: torch.Tensor, max_shift: float, gen: torch.Generator) -> torch.Ten
     return F.grid_sample(x, grid.to(x.device), mode="bilinear", padding_mode="border", align_corners=False)
 
 
+def augment_batch(xb: torch.Tensor, data: Dataset, recipe: Recipe, gen: torch.Generator) -> torch.Tensor:
+    """A training batch augmented by the data set's own augmentation if it has one, else by the recipe's shift."""
+    if data.augment is not None:
+        return data.augment(xb, gen)
+    if recipe.augment_shift > 0:
+        return _shift(xb, recipe.augment_shift, gen)
+    return xb
+
+
 def _lr_factor(recipe: Recipe, steps_per_epoch: int, epochs: int) -> Callable[[int], float]:
     total = max(1, steps_per_epoch * epochs)
     warm = int(recipe.warmup_epochs * steps_per_epoch)
@@ -205,8 +216,7 @@ def train_and_evaluate(
             total, count = 0.0, 0
             shuffle_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
             for xb, yb in batches(data.x_train, data.y_train, recipe.batch_size, shuffle=True, seed=shuffle_seed):
-                if recipe.augment_shift > 0:
-                    xb = _shift(xb, recipe.augment_shift, gen)
+                xb = augment_batch(xb, data, recipe, gen)
                 xb, yb = xb.to(device), yb.to(device)
                 loss = F.cross_entropy(model(xb), yb, label_smoothing=recipe.label_smoothing)
                 if not torch.isfinite(loss):
@@ -248,5 +258,5 @@ def _progress_bar(total: int) -> Any:
     return tqdm(total=total, desc="train", unit="epoch", leave=False)
 
 
-__all__ = ["EpochLog", "Recipe", "TrainResult", "TrainingDiverged", "deterministic", "evaluate",
-           "pick_device", "train_and_evaluate"]
+__all__ = ["EpochLog", "Recipe", "TrainResult", "TrainingDiverged", "augment_batch", "deterministic",
+           "evaluate", "pick_device", "train_and_evaluate"]

@@ -74,7 +74,7 @@ class SpaceConfig(_Section):
 
 
 class DataConfig(_Section):
-    """Data source (``digits``, ``npz:PATH``, ``imagefolder:PATH``) and the seed of its split."""
+    """Data source (``digits``, ``npz:PATH``, ``imagefolder:PATH``, ``cifar10[:PATH][?options]``) and the seed of its split."""
 
     source: str = "digits"
     seed: int = 0

@@ -27,7 +27,7 @@ from hwsearch.data import Dataset
 from hwsearch.errors import UnknownName
 from hwsearch.spaces.base import Choice
 from hwsearch.spaces.supernet.supernet import SuperNet
-from hwsearch.train import Recipe, TrainingDiverged, _lr_factor, _shift, deterministic, pick_device
+from hwsearch.train import Recipe, TrainingDiverged, _lr_factor, augment_batch, deterministic, pick_device
 
 PHASES = ("full", "kernel", "depth", "width")
 
@@ -255,9 +255,7 @@ def train_supernet(
                     for choice in choices:
                         res = supernet.resolution(choice)
                         if res not in inputs:
-                            xb = data.at_resolution(res).x_train[idx]
-                            if recipe.augment_shift > 0:
-                                xb = _shift(xb, recipe.augment_shift, gen)
+                            xb = augment_batch(data.at_resolution(res).x_train[idx], data, recipe, gen)
                             inputs[res] = xb.to(device)
                             if teacher is not None and plan.kd_ratio > 0:
                                 with torch.no_grad():
