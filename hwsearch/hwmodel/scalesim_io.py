@@ -6,15 +6,17 @@ sizes the DRAM link itself) 10 bytes per cycle.
 
 A topology row becomes `LayerSpec`s that keep SCALE-Sim's own conventions, so that costing a topology
 reproduces SCALE-Sim layer by layer. What SCALE-Sim does (``scalesim/topology_utils.py`` and
-``scalesim/compute/operand_matrix.py`` of scale-sim-v2, the same in 3.0):
+``scalesim/compute/operand_matrix.py``, in scale-sim-v2 and in SCALE-Sim 3 unless said otherwise):
 
 - output size ``ceil((H - FH + S) / S)`` (``topo_calc_hyperparams``), one more row or column than a
   framework's ``floor((H - FH) / S) + 1`` when ``H - FH`` is not a multiple of ``S``; the windows past
   the input's bottom/right edge get no address (``-1``) and read nothing. Layers read here therefore
   carry ``ceil_mode=True``; layers of the project's own spaces keep the framework rounding.
 - no padding column: the row gives the (already padded) input size, so ``pad`` is 0.
-- ``Channels`` is the input channels, ``Num Filter`` the output channels; an optional ninth column is
-  the stride along the width, the eighth one standing for both when it is absent.
+- ``Channels`` is the input channels, ``Num Filter`` the output channels. The eighth column is the
+  stride of both axes; scale-sim-v2 reads an optional ninth column as the stride along the width (a
+  different one is refused here: a `LayerSpec` has one stride), SCALE-Sim 3 reads it as the layer's
+  ``N:M`` sparsity ratio, which is not read here.
 - a row whose name contains ``DP`` is depthwise: it runs as one layer per input channel, each with one
   channel and ``Num Filter`` filters (``load_arrays_conv``), and is read here as those layers, named
   ``<name>Channel_<i>`` as SCALE-Sim names them.
