@@ -39,7 +39,8 @@ def case_inputs(case: dict) -> tuple[LayerSpec, Accelerator]:
                         dram_bw=10.0, name=f"{case['rows']}x{case['cols']}-{case['dataflow']}")
     if case["kind"] == "conv":
         name, h, w, fh, fw, c, k, s = case["layer"]
-        layer = LayerSpec("conv", c=c, k=k, in_h=h, in_w=w, r=fh, s=fw, stride=s, w_bits=8, a_bits=8, name=name)
+        layer = LayerSpec("conv", c=c, k=k, in_h=h, in_w=w, r=fh, s=fw, stride=s, ceil_mode=True,
+                          w_bits=8, a_bits=8, name=name)
     else:
         name, m, n, k = case["layer"]
         layer = LayerSpec("linear", m=m, c=k, k=n, w_bits=8, a_bits=8, name=name)

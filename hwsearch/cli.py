@@ -52,10 +52,11 @@ def spaces_list() -> None:
 def spaces_sample(
     name: str = typer.Argument(..., help="Space name (see `hwsearch spaces list`)."),
     seed: int = typer.Option(0, help="Seed of the random choice."),
-    reference: str | None = typer.Option(None, help="A named reference choice instead of a random one."),
+    reference: str | None = typer.Option(None, help="A named reference choice instead of a random one "
+                                         "(nb201: or a NAS-Bench-201 arch string)."),
     fmt: str = typer.Option("table", "--format", help="table or json."),
 ) -> None:
-    """Print a choice and its NetSpec summary (layers, MACs, params, peak activation bytes)."""
+    """Print a choice (and its notation, e.g. an nb201 arch string) and its NetSpec summary."""
     import numpy as np
 
     from hwsearch import spaces
@@ -66,10 +67,14 @@ def spaces_sample(
     space = spaces.get(name)
     choice = space.reference(reference) if reference else space.sample(np.random.default_rng(seed))
     net = space.to_netspec(choice)
+    notation = space.notation(choice)
     if fmt == "json":
-        _emit_json({"space": name, "choice": choice, **net.summary(), "netspec": net.to_dict()})
+        named = {"notation": notation} if notation else {}
+        _emit_json({"space": name, "choice": choice, **named, **net.summary(), "netspec": net.to_dict()})
         return
     console.print(f"[bold]{name}[/bold] choice: {json.dumps(choice)}")
+    if notation:
+        print(notation)
     table = Table("layer", "op", "shape", "MACs", "params")
     for layer in net.layers:
         shape = f"c={layer.c} k={layer.k} {layer.in_h}x{layer.in_w}->{layer.h}x{layer.w} m={layer.m} n={layer.n}"

@@ -7,7 +7,9 @@ Shapes, per op (every count is a positive int; unused fields stay 1):
 
 - ``conv`` / ``dwconv``: batch ``n``, input channels ``c``, output channels ``k``, input ``in_h`` x
   ``in_w`` (unpadded), kernel ``r`` x ``s``, ``stride``, symmetric ``pad``, ``groups``
-  (``dwconv`` has ``groups == c``). The output size is derived: ``h``, ``w``.
+  (``dwconv`` has ``groups == c``). The output size is derived: ``h``, ``w``, rounded down as
+  frameworks do, or up with ``ceil_mode`` (SCALE-Sim's convention: the last window may run past the
+  input's bottom/right edge, which reads as zeros).
 - ``linear``: ``n`` samples of ``m`` tokens each, ``c`` input and ``k`` output features.
 - ``matmul`` (attention QK^T and AV, no weights): ``n`` independent products (batch x heads) of an
   ``m x c`` by a ``c x k`` activation matrix.
@@ -15,7 +17,8 @@ Shapes, per op (every count is a positive int; unused fields stay 1):
 - ``norm`` / ``eltwise``: a tensor of ``n * c * in_h * in_w * m`` elements, ``c`` channels
   (BatchNorm over maps: ``m == 1``; LayerNorm over tokens: ``in_h == in_w == 1``, ``m`` tokens).
   ``eltwise`` with ``bias=True`` adds a learned tensor of one sample's shape (a position embedding).
-- ``pool``: ``n``, ``c`` channels, ``in_h`` x ``in_w``, window ``r`` x ``s``, ``stride``, ``pad``.
+- ``pool``: ``n``, ``c`` channels, ``in_h`` x ``in_w``, window ``r`` x ``s``, ``stride``, ``pad``
+  (and ``ceil_mode`` as for conv).
 
 ``fn`` names the function inside an op: the activation fused into a conv/linear (``relu``,
 ``hswish``, ``gelu``...), the kind of norm (``batch``/``layer``), of pool (``avg``/``max``) or of
@@ -64,6 +67,7 @@ class LayerSpec:
     a_bits: int = 32
     density: float = 1.0
     nm: tuple[int, int] | None = None
+    ceil_mode: bool = False  # output size rounds up (SCALE-Sim) rather than down (frameworks)
     name: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -98,21 +102,27 @@ class LayerSpec:
                     f"{where}: kernel {self.r}x{self.s} is larger than the padded input "
                     f"{self.in_h + 2 * self.pad}x{self.in_w + 2 * self.pad}"
                 )
+        if self.ceil_mode and self.op not in ("conv", "dwconv", "pool"):
+            raise SpecError(f"{where}: ceil_mode applies to conv, dwconv and pool, not {self.op!r}")
         object.__setattr__(self, "density", float(self.density))
 
     # ---- derived shape -------------------------------------------------------------------------
+    def _out(self, size: int, kernel: int) -> int:
+        span = size + 2 * self.pad - kernel
+        return (-(-span // self.stride) if self.ceil_mode else span // self.stride) + 1
+
     @property
     def h(self) -> int:
         """Output height (conv, dwconv, pool); the input height for other ops."""
         if self.op in ("conv", "dwconv", "pool"):
-            return (self.in_h + 2 * self.pad - self.r) // self.stride + 1
+            return self._out(self.in_h, self.r)
         return self.in_h
 
     @property
     def w(self) -> int:
         """Output width (conv, dwconv, pool); the input width for other ops."""
         if self.op in ("conv", "dwconv", "pool"):
-            return (self.in_w + 2 * self.pad - self.s) // self.stride + 1
+            return self._out(self.in_w, self.s)
         return self.in_w
 
     @property
@@ -231,12 +241,14 @@ class LayerSpec:
         for f in fields(self):
             if f.name in ("op", "name"):
                 continue
+            if f.name == "ceil_mode" and not self.ceil_mode:
+                continue  # keys of framework layers (and the tables keyed by them) stay as they were
             v = getattr(self, f.name)
             if f.name == "nm":
                 v = "-" if v is None else f"{v[0]}:{v[1]}"
             elif f.name == "density":
                 v = repr(round(v, 6))
-            elif f.name == "bias":
+            elif f.name in ("bias", "ceil_mode"):
                 v = int(v)
             parts.append(f"{f.name}={v}")
         return "|".join(parts)

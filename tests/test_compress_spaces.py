@@ -16,7 +16,7 @@ from hwsearch.compress import (
 from hwsearch.compress.sparsity import nm_violations
 from hwsearch.estimators.counters import count_params
 
-SPACES = {"ofa-mbv3": {}, "vit": {}, "fbnet": {"resolution": 32, "num_classes": 10}}
+SPACES = {"ofa-mbv3": {}, "vit": {}, "fbnet": {"resolution": 32, "num_classes": 10}, "nb201": {}}
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -125,13 +125,61 @@ def test_scalesim_cfg_is_read_into_an_accelerator(tmp_path):
 def test_topology_csv_rows_become_layers_with_scalesims_shapes(tmp_path):
     conv_csv = tmp_path / "c.csv"
     conv_csv.write_text("Layer, H, W, FH, FW, C, K, S,\nc1, 10, 10, 3, 3, 4, 16, 1,\nDP1, 9, 9, 3, 3, 8, 1, 2,\n")
-    c1, dp = read_topology(conv_csv)
+    c1, *dp = read_topology(conv_csv)
     assert (c1.op, c1.h, c1.w, c1.c, c1.k) == ("conv", 8, 8, 4, 16)
-    assert (dp.op, dp.groups, dp.h) == ("dwconv", 8, 4)
+    # SCALE-Sim runs a depthwise (DP) row as one single-channel layer per input channel.
+    assert [(d.name, d.op, d.c, d.k, d.h) for d in dp] == [(f"DP1Channel_{j}", "conv", 1, 1, 4) for j in range(8)]
     gemm_csv = tmp_path / "g.csv"
     gemm_csv.write_text("Layer, M, N, K,\nqkv, 16, 2304, 768,\n")
     (g,) = read_topology(gemm_csv)
     assert (g.op, g.m, g.k, g.c, g.macs) == ("linear", 16, 2304, 768, 16 * 2304 * 768)
+
+
+def test_topology_layers_round_their_output_size_up_as_scalesim_does(tmp_path):
+    conv_csv = tmp_path / "c.csv"
+    conv_csv.write_text("Layer, H, W, FH, FW, C, K, S,\nodd, 10, 11, 3, 3, 4, 16, 2,\n")
+    (layer,) = read_topology(conv_csv)
+    # ceil((10 - 3 + 2) / 2) = 5 and ceil((11 - 3 + 2) / 2) = 5, where a framework gets 4 and 5.
+    assert (layer.h, layer.w, layer.ceil_mode, layer.pad) == (5, 5, True, 0)
+    assert layer.macs == 5 * 5 * 16 * 4 * 3 * 3
+
+
+def test_a_topology_row_with_two_different_strides_is_a_clear_error(tmp_path):
+    conv_csv = tmp_path / "c.csv"
+    conv_csv.write_text("Layer, H, W, FH, FW, C, K, SH, SW,\nc, 10, 10, 3, 3, 4, 16, 2, 1,\n")
+    with pytest.raises(SpecError, match="strides 2 .height. and 1 .width. differ"):
+        read_topology(conv_csv)
+
+
+@pytest.mark.parametrize("df", ["os", "ws", "is"])
+def test_hw_cost_of_a_scalesim_topology_with_an_odd_stride_gives_scalesims_compute_cycles(df, tmp_path):
+    cfg = tmp_path / "arch.cfg"
+    cfg.write_text("[architecture_presets]\nArrayHeight: 8\nArrayWidth: 8\nIfmapSramSzkB: 1024\n"
+                   f"FilterSramSzkB: 1024\nOfmapSramSzkB: 1024\nDataflow : {df}\n")
+    topo = tmp_path / "t.csv"
+    topo.write_text("Layer, H, W, FH, FW, C, K, S,\nodd, 10, 10, 3, 3, 4, 16, 2,\n")
+    (row,) = network_cost(read_topology(topo), Accelerator.resolve(str(cfg))).rows()
+    # SCALE-Sim's operand matrices for this layer: ceil((10 - 3 + 2) / 2) = 5, so 5 x 5 = 25 output
+    # pixels (a framework's floor gives 4 x 4 = 16), 16 filters, window 3 * 3 * 4 = 36. Each fold of the
+    # 8 x 8 array streams T operands and waits for the skewed pipeline, so SCALE-Sim reports
+    # folds * (T + fill) - 1 cycles: os maps (pixels, filters) over (rows, cols) with T = window and
+    # fill = 8 + 8 - 2; ws maps (window, filters) with T = pixels and is maps (window, pixels) with
+    # T = filters, both with fill = 2 * 8 + 8 - 2.
+    expected = {
+        "os": math.ceil(25 / 8) * math.ceil(16 / 8) * (36 + 14) - 1,   # 4 * 2 folds: 399
+        "ws": math.ceil(36 / 8) * math.ceil(16 / 8) * (25 + 22) - 1,   # 5 * 2 folds: 469
+        "is": math.ceil(36 / 8) * math.ceil(25 / 8) * (16 + 22) - 1,   # 5 * 4 folds: 759
+    }[df]
+    assert row["compute_cycles"] == expected
+
+
+def test_a_framework_layer_keeps_floor_rounding_and_its_key():
+    layer = LayerSpec("conv", c=4, k=16, in_h=10, in_w=10, r=3, s=3, stride=2, w_bits=8, a_bits=8)
+    assert (layer.h, layer.w, layer.ceil_mode) == (4, 4, False)
+    assert "ceil_mode" not in layer.key and "ceil_mode" not in layer.to_dict()
+    scalesim = layer.with_(ceil_mode=True)
+    assert (scalesim.h, scalesim.w) == (5, 5) and scalesim.key != layer.key
+    assert LayerSpec.from_dict(scalesim.to_dict()) == scalesim
 
 
 # Cycle counts SCALE-Sim 3.0.0 printed for a 10x10x4 input, 3x3 filters, 16 filters on an 8x8 array.
@@ -149,7 +197,8 @@ def test_compute_cycles_agree_with_the_stored_scalesim_reference():
         a = systolic(case["rows"], case["cols"], case["dataflow"])
         if case["kind"] == "conv":
             _, h, w, fh, fw, c, k, s = case["layer"]
-            layer = LayerSpec("conv", c=c, k=k, in_h=h, in_w=w, r=fh, s=fw, stride=s, w_bits=8, a_bits=8)
+            layer = LayerSpec("conv", c=c, k=k, in_h=h, in_w=w, r=fh, s=fw, stride=s, ceil_mode=True,
+                              w_bits=8, a_bits=8)
         else:
             _, m, n, k = case["layer"]
             layer = LayerSpec("linear", m=m, c=k, k=n, w_bits=8, a_bits=8)

@@ -2,9 +2,27 @@
 
 SCALE-Sim counts words, not bytes, and has no clock, no bit-widths and no padding; the conversion
 takes a word as one 8-bit byte, the clock as 1 GHz, and in CALC bandwidth mode (where SCALE-Sim
-sizes the DRAM link itself) 10 bytes per cycle. A topology row becomes an unpadded `LayerSpec`; note
-that SCALE-Sim rounds the output size up (``ceil((H - FH + S) / S)``) where a `LayerSpec` rounds it
-down, so the two agree when ``(H - FH)`` is a multiple of the stride.
+sizes the DRAM link itself) 10 bytes per cycle.
+
+A topology row becomes `LayerSpec`s that keep SCALE-Sim's own conventions, so that costing a topology
+reproduces SCALE-Sim layer by layer. What SCALE-Sim does (``scalesim/topology_utils.py`` and
+``scalesim/compute/operand_matrix.py``, in scale-sim-v2 and in SCALE-Sim 3 unless said otherwise):
+
+- output size ``ceil((H - FH + S) / S)`` (``topo_calc_hyperparams``), one more row or column than a
+  framework's ``floor((H - FH) / S) + 1`` when ``H - FH`` is not a multiple of ``S``; the windows past
+  the input's bottom/right edge get no address (``-1``) and read nothing. Layers read here therefore
+  carry ``ceil_mode=True``; layers of the project's own spaces keep the framework rounding.
+- no padding column: the row gives the (already padded) input size, so ``pad`` is 0.
+- ``Channels`` is the input channels, ``Num Filter`` the output channels. The eighth column is the
+  stride of both axes; scale-sim-v2 reads an optional ninth column as the stride along the width (a
+  different one is refused here: a `LayerSpec` has one stride), SCALE-Sim 3 reads it as the layer's
+  ``N:M`` sparsity ratio, which is not read here.
+- a row whose name contains ``DP`` is depthwise: it runs as one layer per input channel, each with one
+  channel and ``Num Filter`` filters (``load_arrays_conv``), and is read here as those layers, named
+  ``<name>Channel_<i>`` as SCALE-Sim names them.
+- batch is 1 (the operand matrices fix ``batch_size = 1``).
+- a GEMM row ``M, N, K`` runs as an ``M x K`` input, one ``1 x K`` filter of one channel per output
+  column, ``N`` filters (``load_arrays_gemm``): a `linear` layer of ``m=M`` rows, ``c=K``, ``k=N``.
 """
 
 from __future__ import annotations
@@ -85,10 +103,13 @@ def read_topology(path: str | Path, gemm: bool | None = None, bits: int = 8) -> 
             out.append(LayerSpec("linear", m=m, c=k, k=n, w_bits=bits, a_bits=bits, name=name))
             continue
         h, w, fh, fw, c, k, s = vals
-        if "DP" in name:  # SCALE-Sim's depthwise rows: each channel convolved with its own filters
-            out.append(LayerSpec("dwconv", c=c, k=c * k, groups=c, in_h=h, in_w=w, r=fh, s=fw, stride=s,
-                                 w_bits=bits, a_bits=bits, name=name))
+        stride_w = int(r[want]) if len(r) > want and r[want].isdigit() else s
+        if stride_w != s:
+            raise SpecError(f"{path.name}:{i}: strides {s} (height) and {stride_w} (width) differ; "
+                            "a LayerSpec has one stride for both")
+        shape = dict(in_h=h, in_w=w, r=fh, s=fw, stride=s, ceil_mode=True, w_bits=bits, a_bits=bits)
+        if "DP" in name:
+            out.extend(LayerSpec("conv", c=1, k=k, name=f"{name}Channel_{j}", **shape) for j in range(c))
         else:
-            out.append(LayerSpec("conv", c=c, k=k, in_h=h, in_w=w, r=fh, s=fw, stride=s,
-                                 w_bits=bits, a_bits=bits, name=name))
+            out.append(LayerSpec("conv", c=c, k=k, name=name, **shape))
     return out

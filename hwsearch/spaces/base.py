@@ -74,6 +74,10 @@ class SearchSpace(ABC):
         """(channels, height, width) of one input sample for ``choice``."""
         return self.to_netspec(choice).input_shape
 
+    def notation(self, choice: Mapping[str, Any]) -> str | None:
+        """The space's own short name for ``choice`` (NAS-Bench-201's arch string), or None."""
+        return None
+
     @property
     def num_classes(self) -> int:
         """Classes of the classifier head."""
