@@ -169,7 +169,9 @@ def hw_cost(
     accel: str = typer.Option(..., help="Preset name, or an accelerator .json/.yaml, or a SCALE-Sim .cfg."),
     layers: str = typer.Option(..., help="A netspec.json, or a SCALE-Sim topology CSV (conv or GEMM)."),
     gemm: bool = typer.Option(False, "--gemm", help="Read the topology CSV as GEMM rows (name, M, N, K)."),
-    objective: str = typer.Option("latency", help="Mapping objective: latency or edp."),
+    objective: str = typer.Option("latency", help="Mapping objective: latency, energy or edp."),
+    mapper: str = typer.Option("search", help="search: search the spatial unrolling too; fast: the co-search's "
+                                              "fixed unrolling (what a NAAS report.json holds)."),
     fmt: str = typer.Option("table", "--format", help="table, json or csv."),
 ) -> None:
     """Per-layer cycles, latency, energy and utilisation of a network on an accelerator."""
@@ -193,7 +195,7 @@ def hw_cost(
             net = NetSpec.from_json(str(path))
         except ValueError as e:
             raise SpecError(f"--layers {path.name!r} is not a netspec.json: {e}") from None
-    nc = network_cost(net, acc, objective)
+    nc = network_cost(net, acc, objective, mapper)
     rows = nc.rows()
     if fmt == "json":
         _emit_json({"accelerator": acc.to_dict(), "layers": rows, "total": nc.total_row()})

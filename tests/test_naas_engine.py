@@ -82,7 +82,7 @@ def test_naas_resumed_after_kill_9_breeds_from_the_kept_generation_and_writes_it
     report = json.loads((out / "report.json").read_text())
     assert report["trial_id"] == front["best"]
     cost = CliRunner().invoke(app, ["hw", "cost", "--accel", str(out / "hardware.json"),
-                                    "--layers", str(out / "netspec.json"), "--format", "json"])
+                                    "--layers", str(out / "netspec.json"), "--format", "json", "--mapper", "fast"])
     assert cost.exit_code == 0, cost.output
     total = json.loads(cost.output)["total"]
     assert total["latency_s"] * 1e3 == pytest.approx(report["latency_ms"], rel=1e-9)

@@ -1,12 +1,15 @@
 """Built-in analytical accelerator model: mapping, cycles, traffic, energy and area (numpy only).
 
 `Accelerator` describes the hardware (`Accelerator.preset(name)`, JSON/YAML, SCALE-Sim ``.cfg``);
-`cost(layer, accel)` gives a `LayerCost`, `network_cost(netspec, accel)` a `NetworkCost`, and
+`cost(layer, accel, objective, mode)` gives a `LayerCost` (``mode``: ``fast``, the fixed unrolling
+the co-search uses, or ``search``, which also searches the spatial unrolling), `network_cost(netspec, accel)` a `NetworkCost`, and
 `hardware_metrics(netspec, accel)` the numbers a search reports. Nothing here imports torch.
 """
 
 from hwsearch.hwmodel.cost import (
+    DEFAULT_MODE,
     LEVELS,
+    MODES,
     LayerCost,
     NetworkCost,
     cache_clear,
@@ -28,5 +31,5 @@ MODEL_VERSION = 1
 __all__ = [
     "Accelerator", "DATAFLOWS", "SPARSITY", "LEVELS", "LayerCost", "NetworkCost", "EnergyTable", "TABLES",
     "PRESETS", "SOURCES", "preset_names", "cost", "costs", "network_cost", "MODEL_VERSION", "hardware_metrics", "cache_clear",
-    "read_cfg", "read_topology",
+    "read_cfg", "read_topology", "MODES", "DEFAULT_MODE",
 ]

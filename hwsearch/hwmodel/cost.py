@@ -1,22 +1,27 @@
 """Cost of a layer and of a network on an accelerator: cycles, latency, energy by level, traffic.
 
-`cost(layer, accel)` maps the layer (`hwsearch.hwmodel.mapping`) and turns the chosen mapping's
-access counts into energy with the accelerator's per-access table (`hwsearch.hwmodel.energy`). It
-is cached: the same layer on the same accelerator is one dictionary lookup, which is what makes
-costing hundreds of thousands of (network, accelerator) pairs affordable.
+`cost(layer, accel)` maps the layer and turns the chosen mapping's access counts into energy with
+the accelerator's per-access table (`hwsearch.hwmodel.energy`). Two mapping modes: ``fast`` maps
+the array one fixed way per dataflow (`hwsearch.hwmodel.mapping`) and searches only the buffer
+tiling; ``search`` also searches the spatial unrolling (`hwsearch.hwmodel.mapper`) and keeps the
+``fast`` mapping whenever no candidate beats it on the objective (latency, energy or edp). Costs
+are cached per (accelerator, objective, mode): the same layer again is one dictionary lookup,
+which is what makes costing hundreds of thousands of (network, accelerator) pairs affordable.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
 from hwsearch.errors import SpecError
 from hwsearch.hwmodel import energy as E
+from hwsearch.hwmodel.mapper import array_candidates, run_bytes
 from hwsearch.hwmodel.mapping import (
+    OBJECTIVES,
     VECTOR_OPS_PER_ELEM,
     ArrayMap,
     Tiling,
@@ -25,6 +30,7 @@ from hwsearch.hwmodel.mapping import (
     kept_share,
     mac_widths,
     macs_per_pe_cycle,
+    problem,
     run_width,
     stored_weight_bytes_per_weight,
     tile_search,
@@ -34,6 +40,11 @@ from hwsearch.ir import LayerSpec, NetSpec
 
 LEVELS = ("mac", "rf", "noc", "buffer", "dram")
 TRAFFIC_LEVELS = ("rf", "buffer", "dram")
+MODES = ("fast", "search")
+# The co-search's inner loop costs every layer of every sampled network on every new accelerator;
+# the mode it and every caller that does not choose gets. BENCHMARKS.md ("Mapping search vs fast
+# mode") has the measurements behind the choice.
+DEFAULT_MODE = "fast"
 
 
 @dataclass(frozen=True)
@@ -176,37 +187,43 @@ class NetworkCost:
         return [c.to_row(n) for c, n in zip(self.layers, self.names, strict=True)]
 
 
-def cost(layer: LayerSpec, accel: Accelerator, objective: str = "latency") -> LayerCost:
-    """Cost of ``layer`` on ``accel`` under the best mapping for ``objective`` (latency or edp)."""
-    hit = _CACHE.get((accel, objective), {}).get(layer)
+def cost(layer: LayerSpec, accel: Accelerator, objective: str = "latency", mode: str | None = None) -> LayerCost:
+    """Cost of ``layer`` on ``accel`` under the best mapping for ``objective`` (latency, energy or
+    edp) that ``mode`` (fast or search; default `DEFAULT_MODE`) finds."""
+    hit = _CACHE.get((accel, objective, mode or DEFAULT_MODE), {}).get(layer)
     if hit is not None:
         return hit
-    return costs([layer], accel, objective)[0]
+    return costs([layer], accel, objective, mode)[0]
 
 
-# (accelerator, objective) -> {layer: LayerCost}. LayerSpec and Accelerator are frozen and hashable;
+# (accelerator, objective, mode) -> {layer: LayerCost}. LayerSpec and Accelerator are frozen and hashable;
 # nesting hashes the accelerator once per batch. Emptied past _CACHE_MAX layers so that a long search
 # cannot exhaust memory.
-_CACHE: dict[tuple[Accelerator, str], dict[LayerSpec, LayerCost]] = {}
+_CACHE: dict[tuple[Accelerator, str, str], dict[LayerSpec, LayerCost]] = {}
 _CACHE_MAX = 1 << 17  # about 2 KB per entry
 _cached = 0
 
 
-def costs(layers: Iterable[LayerSpec], accel: Accelerator, objective: str = "latency") -> list[LayerCost]:
+def costs(layers: Iterable[LayerSpec], accel: Accelerator, objective: str = "latency",
+          mode: str | None = None) -> list[LayerCost]:
     """Costs of many layers on one accelerator; the uncached MAC layers are mapped in one batch."""
     global _cached
     layers = list(layers)
-    known = _CACHE.get((accel, objective))
+    mode = mode or DEFAULT_MODE
+    key = (accel, objective, mode)
+    known = _CACHE.get(key)
     if known is None:
-        if objective not in ("latency", "edp"):
-            raise SpecError(f"mapping objective {objective!r} is unknown; use latency or edp")
-        known = _CACHE[(accel, objective)] = {}
+        if objective not in OBJECTIVES:
+            raise SpecError(f"mapping objective {objective!r} is unknown; use one of {', '.join(OBJECTIVES)}")
+        if mode not in MODES:
+            raise SpecError(f"mapping mode {mode!r} is unknown; use one of {', '.join(MODES)}")
+        known = _CACHE[key] = {}
     todo = [layer for layer in dict.fromkeys(layers) if layer not in known]
     if todo:
         if _cached + len(todo) > _CACHE_MAX:
             _CACHE.clear()
             _cached = 0
-            known = _CACHE[(accel, objective)] = {}
+            known = _CACHE[key] = {}
         _cached += len(todo)
         mac = []
         for layer in todo:
@@ -214,16 +231,67 @@ def costs(layers: Iterable[LayerSpec], accel: Accelerator, objective: str = "lat
                 mac.append(layer)
             else:
                 known[layer] = _vector_cost(layer, accel)
-        if mac:
+        if mac and mode == "fast":
             t = E.table(accel)
             preps = [_prepare(layer, accel, t) for layer in mac]
-            sizes = _sram_sizes(accel)
-            tilings = tile_search(mac, accel, [pr.am.compute_cycles for pr in preps], objective,
-                                  base_pj=[pr.e_mac + pr.e_rf for pr in preps],
-                                  pj_per_dram_byte=t.dram_pj + t.sram_pj(max(sizes)))
-            for layer, pr, tiling in zip(mac, preps, tilings, strict=True):
-                known[layer] = _finish(layer, accel, t, pr, tiling)
+            for layer, pr, tiling in zip(mac, preps, _tile(mac, accel, t, preps, objective, False), strict=True):
+                known[layer] = _finish(layer, accel, t, pr, tiling, "fast")
+        elif mac:
+            known.update(zip(mac, _search(mac, accel, objective), strict=True))
     return [known[layer] for layer in layers]
+
+
+def _tile(layers: list[LayerSpec], accel: Accelerator, t: E.EnergyTable, preps: list[_Prep], objective: str,
+          with_array: bool = True) -> list[Tiling]:
+    # The fast mode leaves the array's buffer energy out of the edp trade-off, as it always has, so
+    # that its numbers stay those of earlier model versions.
+    sizes = _sram_sizes(accel)
+    return tile_search(layers, accel, [pr.am.compute_cycles for pr in preps], objective,
+                       base_pj=[pr.e_mac + pr.e_rf + (pr.e_array if with_array else 0.0) for pr in preps],
+                       pj_per_dram_byte=t.dram_pj + t.sram_pj(max(sizes)))
+
+
+def score(c: LayerCost, objective: str) -> tuple[float, float]:
+    """What ``objective`` minimises, as a sortable key (ties broken by the other quantity)."""
+    e = c.total_energy_pj
+    if objective == "latency":
+        return float(c.total_cycles), e
+    if objective == "energy":
+        return e, float(c.total_cycles)
+    return c.total_cycles * e, float(c.total_cycles)
+
+
+def fits(c: LayerCost, accel: Accelerator) -> bool:
+    """Whether a MAC layer's mapping respects the array's PEs, register files and buffer capacities."""
+    m = c.mapping
+    if "pe_rows_used" not in m:
+        return True
+    i, w, o = m["buffer_bytes"]
+    caps = ((i + w + o <= accel.glb_bytes) if accel.unified else
+            (i <= accel.ifmap_sram_bytes and w <= accel.filter_sram_bytes and o <= accel.ofmap_sram_bytes))
+    return (1 <= m["pe_rows_used"] <= accel.pe_rows and 1 <= m["pe_cols_used"] <= accel.pe_cols
+            and m["rf_bytes_used"] <= accel.rf_bytes + 1e-9 and bool(caps))
+
+
+def _search(mac: list[LayerSpec], accel: Accelerator, objective: str) -> list[LayerCost]:
+    """Search mode: every kept array candidate of every layer tiled in one batch; the best one for
+    ``objective`` wins, or the fast mapping when it is at least as good and respects the capacities."""
+    fast = costs(mac, accel, objective, "fast")
+    t = E.table(accel)
+    e_i_r, e_w_r, e_o_r, _, _, e_o_w = _sram_energies(accel)
+    base = [_prepare(layer, accel, t) for layer in mac]
+    rows, preps = [], []
+    for j, (layer, pr) in enumerate(zip(mac, base, strict=True)):
+        for am in array_candidates(layer, accel, (e_i_r, e_w_r, e_o_r, e_o_w), t.noc_pj, pr.w_store):
+            rows.append(j)
+            preps.append(_with_array(pr, am, accel, t))
+    tilings = _tile([mac[j] for j in rows], accel, t, preps, objective)
+    best: list[LayerCost | None] = [f if fits(f, accel) else None for f in fast]
+    for j, pr, tiling in zip(rows, preps, tilings, strict=True):
+        c = _finish(mac[j], accel, t, pr, tiling, "search")
+        if best[j] is None or score(c, objective) < score(best[j], objective):
+            best[j] = c
+    return best  # type: ignore[return-value]
 
 
 def _sram_sizes(accel: Accelerator) -> tuple[float, float, float]:
@@ -252,6 +320,18 @@ class _Prep:
     w_store: float
     e_mac: float
     e_rf: float
+    e_array: float = 0.0   # buffer and array-network energy of the array's buffer accesses
+
+
+def _array_energy(am: ArrayMap, accel: Accelerator, t: E.EnergyTable, a_b: float, w_store: float) -> float:
+    e_i_r, e_w_r, e_o_r, _, _, e_o_w = _sram_energies(accel)
+    moved = am.ifmap_reads * a_b + am.weight_reads * w_store + am.psum_reads * a_b + am.out_writes * a_b
+    return (am.ifmap_reads * a_b * e_i_r + am.weight_reads * w_store * e_w_r + am.psum_reads * a_b * e_o_r
+            + am.out_writes * a_b * e_o_w + moved * t.noc_pj)
+
+
+def _with_array(pr: _Prep, am: ArrayMap, accel: Accelerator, t: E.EnergyTable) -> _Prep:
+    return replace(pr, am=am, e_array=_array_energy(am, accel, t, pr.a_b, pr.w_store))
 
 
 def _prepare(layer: LayerSpec, accel: Accelerator, t: E.EnergyTable) -> _Prep:
@@ -263,10 +343,27 @@ def _prepare(layer: LayerSpec, accel: Accelerator, t: E.EnergyTable) -> _Prep:
     w_b = layer.w_bits / 8 if layer.has_weights else a_b
     e_mac = executed * passes * E.mac_pj(t, pw, pa)
     e_rf = executed * passes * (w_b * t.rf_weight_pj + a_b * t.rf_ifmap_pj + 2 * a_b * t.rf_psum_pj)
-    return _Prep(am, f, executed, passes, a_b, w_b, stored_weight_bytes_per_weight(layer, accel), e_mac, e_rf)
+    w_store = stored_weight_bytes_per_weight(layer, accel)
+    if not am.rf_bytes_used:
+        am = replace(am, rf_bytes_used=_fast_rf_bytes(layer, accel))
+    return _Prep(am, f, executed, passes, a_b, w_b, w_store, e_mac, e_rf, _array_energy(am, accel, t, a_b, w_store))
 
 
-def _finish(layer: LayerSpec, accel: Accelerator, t: E.EnergyTable, pr: _Prep, tiling: Tiling) -> LayerCost:
+def _fast_rf_bytes(layer: LayerSpec, accel: Accelerator) -> float:
+    """Register-file bytes a PE of the fast mapping holds: one word of each operand on systolic
+    arrays; on row-stationary ones the filters per PE the fast mapping assumes, chunked to fit."""
+    wb, ab = run_bytes(layer, accel)
+    if accel.dataflow != "rs":
+        return wb + 2 * ab
+    p = problem(layer)
+    s = p.window if (p.r == 1 and p.s == 1 and layer.op in ("linear", "matmul")) else p.s
+    wbytes = layer.w_bits / 8 if layer.has_weights else layer.a_bits / 8
+    pf = int(min(p.kf, max(1, (accel.rf_bytes // 2) // max(1, int(s * wbytes)))))
+    s_t = min(s, int(max(1, (accel.rf_bytes - pf * ab) // (pf * wb + ab))))
+    return pf * s_t * wb + s_t * ab + pf * ab
+
+
+def _finish(layer: LayerSpec, accel: Accelerator, t: E.EnergyTable, pr: _Prep, tiling: Tiling, mode: str) -> LayerCost:
     am, f, executed, passes, a_b, w_b, w_store = pr.am, pr.f, pr.executed, pr.passes, pr.a_b, pr.w_b, pr.w_store
     e_mac, e_rf = pr.e_mac, pr.e_rf
     e_i_r, e_w_r, e_o_r, e_i_w, e_w_w, e_o_w = _sram_energies(accel)
@@ -292,6 +389,8 @@ def _finish(layer: LayerSpec, accel: Accelerator, t: E.EnergyTable, pr: _Prep, t
         "dataflow": accel.dataflow, "pes": accel.num_pes, "folds": am.folds, "tile_rows": tiling.rows,
         "tile_filters": tiling.filters, "tile_channels": tiling.channels, "order": tiling.order,
         "double_buffered": tiling.double_buffered, "passes": passes, "macs_per_pe_cycle": f,
+        "mapper": mode, "unroll": am.unroll or "fixed", "pe_rows_used": am.rows_used,
+        "pe_cols_used": am.cols_used, "rf_bytes_used": am.rf_bytes_used, "buffer_bytes": tiling.buffer_bytes,
     }
     return LayerCost(
         compute_cycles=int(am.compute_cycles), stall_cycles=int(stall), clock_hz=accel.clock_hz,
@@ -345,17 +444,18 @@ def _vector_cost(layer: LayerSpec, accel: Accelerator) -> LayerCost:
     )
 
 
-def network_cost(net: NetSpec | Iterable[LayerSpec], accel: Accelerator, objective: str = "latency") -> NetworkCost:
+def network_cost(net: NetSpec | Iterable[LayerSpec], accel: Accelerator, objective: str = "latency",
+                 mode: str | None = None) -> NetworkCost:
     """Per-layer costs and totals of a network (a NetSpec or any sequence of LayerSpecs)."""
     layers = tuple(net.layers if isinstance(net, NetSpec) else net)
     names = tuple(layer.name or f"{layer.op}{i}" for i, layer in enumerate(layers))
-    return NetworkCost(tuple(costs(layers, accel, objective)), names)
+    return NetworkCost(tuple(costs(layers, accel, objective, mode)), names)
 
 
-def hardware_metrics(net: NetSpec, accel: Accelerator) -> dict[str, float]:
+def hardware_metrics(net: NetSpec, accel: Accelerator, mode: str | None = None) -> dict[str, float]:
     """The search metrics of a network on an accelerator: latency_ms, energy_mj, edp (mJ*ms),
     area_mm2 and peak_power_w."""
-    nc = network_cost(net, accel)
+    nc = network_cost(net, accel, mode=mode)
     latency_ms = nc.latency_s * 1e3
     energy_mj = nc.energy_pj * 1e-9
     return {

@@ -37,6 +37,7 @@ from hwsearch.ir import LayerSpec
 # norm: mean, variance, normalise, affine).
 VECTOR_OPS_PER_ELEM = {"softmax": 5, "norm": 4, "eltwise": 1, "pool": 1}
 ACC_BITS = 32  # partial sums are kept and spilled at accumulator width
+OBJECTIVES = ("latency", "energy", "edp")
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,10 @@ class ArrayMap:
     out_writes: float      # final outputs and spilled partial sums written to the buffer
     psum_reads: float
     folds: int
+    rows_used: int = 0     # PE rows and columns the unrolling occupies (0: not reported)
+    cols_used: int = 0
+    rf_bytes_used: float = 0.0  # register-file bytes one PE keeps resident
+    unroll: str = ""       # the spatial unrolling, in words (mapping search only)
 
 
 def array_map(layer: LayerSpec, accel: Accelerator) -> ArrayMap:
@@ -174,7 +179,7 @@ def array_map(layer: LayerSpec, accel: Accelerator) -> ArrayMap:
         wts = cf * sr * scale * t
         outw, psr = rf * sc * t, (rf - 1) * sc * t
     r = p.reps
-    return ArrayMap(cycles, r * ifm, r * wts, r * outw, r * psr, p.reps * folds)
+    return ArrayMap(cycles, r * ifm, r * wts, r * outw, r * psr, p.reps * folds, min(sr, R), min(sc, C))
 
 
 def _rs_map(p: Problem, layer: LayerSpec, accel: Accelerator, rho: float, f: float) -> ArrayMap:
@@ -208,7 +213,7 @@ def _rs_map(p: Problem, layer: LayerSpec, accel: Accelerator, rho: float, f: flo
     outs = p.reps * p.n * p.kf * p.h * p.w
     chunks = -(-cr // q) * r_fold
     return ArrayMap(int(cycles), float(ifm), float(wts), float(outs * chunks), float(outs * (chunks - 1)),
-                    int(passes))
+                    int(passes), (R // set_h) * set_h, (C // e) * e)
 
 
 # ---- buffer level -----------------------------------------------------------------------------------
@@ -233,6 +238,7 @@ class Tiling:
     dram_weight: float
     prologue_cycles: float
     latency_cycles: float
+    buffer_bytes: tuple[float, float, float] = (0.0, 0.0, 0.0)  # ifmap, weight, output bytes held (x2 if double-buffered)
 
 
 @dataclass(frozen=True)
@@ -307,10 +313,11 @@ def tile_search(layers: list[LayerSpec], accel: Accelerator, compute_cycles: lis
     """Best tiling and innermost loop at the buffer level for each layer, all candidates of all
     layers costed in one set of array operations.
 
-    ``objective="edp"`` minimises latency x (``base_pj`` + DRAM bytes x ``pj_per_dram_byte``).
+    ``objective="edp"`` minimises latency x (``base_pj`` + DRAM bytes x ``pj_per_dram_byte``),
+    ``"energy"`` the energy term alone.
     """
-    if objective not in ("latency", "edp"):
-        raise SpecError(f"mapping objective {objective!r} is unknown; use latency or edp")
+    if objective not in OBJECTIVES:
+        raise SpecError(f"mapping objective {objective!r} is unknown; use one of {', '.join(OBJECTIVES)}")
     grids = [_grid(layer, stored_weight_bytes_per_weight(layer, accel)) for layer in layers]
     sizes = np.array([g.rt.size for g in grids])
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
@@ -345,9 +352,10 @@ def tile_search(layers: list[LayerSpec], accel: Accelerator, compute_cycles: lis
     prologue = (i_t + w_t) / bw
     lat = np.where(fit2, np.maximum(cc, dram) + prologue, cc + dram)
     lat = np.where(fit1, lat, np.inf)
-    if objective == "edp":
+    if objective in ("edp", "energy"):
         base = np.asarray(base_pj if base_pj is not None else [0.0] * len(layers), dtype=np.float64)[seg]
-        score, slack = lat * (base + traffic * pj_per_dram_byte), 1e-12
+        energy = base + traffic * pj_per_dram_byte
+        score, slack = (lat * energy if objective == "edp" else np.where(np.isfinite(lat), energy, np.inf)), 1e-12
     else:
         score, slack = lat, LATENCY_SLACK
     best = np.minimum.reduceat(score.min(axis=0), starts)
@@ -369,5 +377,6 @@ def tile_search(layers: list[LayerSpec], accel: Accelerator, compute_cycles: lis
             double_buffered=bool(fit2[k]), dram_read=float(rd[o, k]), dram_write=float(wr[o, k]),
             dram_ifmap=float(g.ifm[o, i]), dram_weight=float(g.wts[o, i]),
             prologue_cycles=float(prologue[k]), latency_cycles=float(lat[o, k]),
+            buffer_bytes=tuple(float(x) * (2 if fit2[k] else 1) for x in (i_t[k], w_buf[k], o_t[k])),
         ))
     return out
