@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,15 +19,11 @@ from typing import Any
 import torch
 
 from hwsearch import spaces
+from hwsearch.cache import cache_root as cache_dir
 from hwsearch.data import Dataset, load_data
 from hwsearch.errors import CorruptTable
 from hwsearch.io import atomic_write_bytes, atomic_write_json, file_lock
 from hwsearch.train import Recipe, train_and_evaluate
-
-
-def cache_dir() -> Path:
-    """Where trained networks are kept: ``$HWSEARCH_CACHE`` or ``~/.cache/hwsearch``."""
-    return Path(os.environ.get("HWSEARCH_CACHE", Path.home() / ".cache" / "hwsearch"))
 
 
 @dataclass(frozen=True, eq=False)

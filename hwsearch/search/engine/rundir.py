@@ -18,12 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 
 from hwsearch.errors import ConfigError, RunError
 from hwsearch.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from hwsearch.search.engine.config import ExperimentConfig, parse_config
+from hwsearch.search.pareto import nondominated_all
 
 RUN_FORMAT = 1
 MARKER = "hwsearch-run.json"
@@ -189,20 +191,14 @@ def candidates(df: pd.DataFrame, config: ExperimentConfig) -> pd.DataFrame:
 
 
 def pareto_front(df: pd.DataFrame, config: ExperimentConfig) -> list[dict[str, Any]]:
-    """Feasible trials no other feasible trial beats on every objective (a few hundred rows: O(n^2) is fine)."""
+    """Feasible trials no other feasible trial beats on every objective."""
     ok = candidates(df, config)
     if ok.empty:
         return []
     signs = [1.0 if o.mode == "min" else -1.0 for o in config.objectives]
-    vals = [[s * float(r[o.metric]) for o, s in zip(config.objectives, signs, strict=True)]
-            for _, r in ok.iterrows()]
-    keep = []
-    for i, a in enumerate(vals):
-        dominated = any(all(x <= y for x, y in zip(b, a, strict=True)) and b != a
-                        for j, b in enumerate(vals) if j != i)
-        if not dominated:
-            keep.append(i)
-    rows = ok.iloc[keep]
+    vals = np.array([[s * float(r[o.metric]) for o, s in zip(config.objectives, signs, strict=True)]
+                     for _, r in ok.iterrows()])
+    rows = ok.iloc[np.flatnonzero(nondominated_all(vals))]  # equal trials are all kept
     rows = sort_by_primary(rows, config)
     return [row_document(r) for _, r in rows.iterrows()]
 
