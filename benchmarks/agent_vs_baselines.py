@@ -59,11 +59,11 @@ def run_network(network: str, evaluations: int, seeds: int, val_samples: int, sc
 
     torch.set_num_threads(1)
     from hwsearch.io import atomic_write_json
-    from hwsearch.search.agent import AgentConfig, CompressionAgent
-    from hwsearch.search.compression_env import CompressionEnv, EnvConfig
-    from hwsearch.search.compression_target import TorchProblem
-    from hwsearch.search.policy_baselines import run_baseline
-    from hwsearch.search.trained_cache import trained_network
+    from hwsearch.search.amc.agent import AgentConfig, CompressionAgent
+    from hwsearch.search.amc.baselines import run_baseline
+    from hwsearch.search.amc.env import CompressionEnv, EnvConfig
+    from hwsearch.search.amc.problem import TorchProblem
+    from hwsearch.search.amc.trained_cache import trained_network
 
     path = _results_file(network, val_samples, evaluations)
     rows = json.loads(path.read_text()) if path.exists() else []  # agents of every scan share stay saved

@@ -3,7 +3,7 @@
 Every method spends the same number of (sub-network, bits, accelerator) evaluations on the same
 co-search problem as the flagship config (supernet predictor minus measured bits penalty; costs from
 the accelerator model): NAAS as `run_naas` (accelerators x inner evaluations), the baselines as in
-`hwsearch.search.naas_baselines`. The hypervolume of each method's (accuracy, latency, energy) front
+`hwsearch.search.naas.baselines`. The hypervolume of each method's (accuracy, latency, energy) front
 uses the problem's fixed reference box; medians over seeds, ratios taken within each seed. Also: the
 EDP of the best co-searched pair at the accuracy of the best preset pair (all predicted accuracy).
 
@@ -28,10 +28,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.report import write_section  # noqa: E402
-from hwsearch.search.naas import NaasSettings, run_naas  # noqa: E402
-from hwsearch.search.naas_assets import build_assets, open_assets  # noqa: E402
-from hwsearch.search.naas_baselines import edp_at_accuracy, run_baseline  # noqa: E402
-from hwsearch.search.naas_inner import Reference, Triple, front_of  # noqa: E402
+from hwsearch.search.naas.assets import build_assets, open_assets  # noqa: E402
+from hwsearch.search.naas.baselines import edp_at_accuracy, run_baseline  # noqa: E402
+from hwsearch.search.naas.cosearch import NaasSettings, run_naas  # noqa: E402
+from hwsearch.search.naas.problem import Reference, Triple, front_of  # noqa: E402
 
 
 def problem_from_config(config: Path, folder: Path):

@@ -37,7 +37,7 @@ from hwsearch.estimators.accuracy_predictor import fit_and_report, holdout_split
 from hwsearch.hwmodel import Accelerator, network_cost
 from hwsearch.io import atomic_write_json, file_lock
 from hwsearch.ir import NetSpec
-from hwsearch.search.evolution import Constraints, EvolutionSettings, Feasibility, evolve, random_search
+from hwsearch.search.ofa.evolution import Constraints, EvolutionSettings, Feasibility, evolve, random_search
 from hwsearch.spaces.supernet import (
     COMPACT,
     accuracies,

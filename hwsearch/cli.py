@@ -349,17 +349,17 @@ def run_cmd(
 ) -> None:
     """Run an experiment on Ray Tune (or --resume one) and write runs/NAME/."""
     from hwsearch.errors import ConfigError
-    from hwsearch.search.config import load_config
+    from hwsearch.search.engine.config import load_config
 
     if resume:
         if config or overrides or name or workers:
             raise ConfigError("--resume continues a run with its saved config; drop CONFIG/--set/--name/--workers")
-        from hwsearch.search.driver import resume_experiment
+        from hwsearch.search.engine.driver import resume_experiment
 
         run = resume_experiment(_run_path(resume), address=address, quiet=quiet)
     else:
         cfg = load_config(config, overrides)
-        from hwsearch.search.driver import run_experiment
+        from hwsearch.search.engine.driver import run_experiment
 
         run = run_experiment(cfg, name=name, address=address, workers=workers, quiet=quiet)
     state = run.state
@@ -378,8 +378,8 @@ def inspect_cmd(
 ) -> None:
     """Show a run's status, trials (best first), Pareto front and best trial; works while it runs."""
     from hwsearch.errors import ConfigError
-    from hwsearch.search.inspection import summary, trials_frame, write_plots
-    from hwsearch.search.rundir import RunDir
+    from hwsearch.search.engine.inspection import summary, trials_frame, write_plots
+    from hwsearch.search.engine.rundir import RunDir
 
     if fmt not in ("table", "json", "csv"):
         raise ConfigError(f"--format {fmt!r} is not supported; use table, json or csv")
@@ -427,8 +427,8 @@ def export_cmd(
     out: str = typer.Option(..., help="Folder of the bundle."),
 ) -> None:
     """Write a trial's model (TorchScript, ONNX, state dict), choice, NetSpec and report into OUT."""
-    from hwsearch.search.export import export_trial
-    from hwsearch.search.rundir import RunDir
+    from hwsearch.search.engine.bundle import export_trial
+    from hwsearch.search.engine.rundir import RunDir
 
     res = export_trial(RunDir.open(_run_path(run)), trial=trial, out=out)
     print(f"exported trial {res.trial_id} to {res.out}: {', '.join(res.files)}")

@@ -16,41 +16,18 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
 
 from hwsearch.data import Dataset, batches
 from hwsearch.errors import ConfigError, HwsearchError
+from hwsearch.recipe import Recipe
 
 
 class TrainingDiverged(HwsearchError):
     """The training loss became NaN or infinite."""
-
-
-class Recipe(BaseModel):
-    """Training settings; the defaults reach >= 90% on digits at 32x32 with small CNNs and ViTs."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    epochs: int = Field(15, ge=0, description="passes over the training split")
-    batch_size: int = Field(64, ge=1)
-    optimizer: Literal["adamw", "sgd"] = "adamw"
-    lr: float = Field(3e-3, gt=0, description="peak learning rate (after warm-up)")
-    weight_decay: float = Field(0.01, ge=0)
-    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
-    schedule: Literal["cosine", "constant"] = "cosine"
-    warmup_epochs: float = Field(1.0, ge=0)
-    label_smoothing: float = Field(0.1, ge=0, lt=1)
-    augment_shift: float = Field(0.1, ge=0, le=0.5,
-                                 description="random translation, as a share of the image size (0: off); "
-                                             "a data set with its own augmentation (cifar10) uses that instead")
-    grad_clip: float = Field(5.0, ge=0, description="max gradient norm (0: off)")
-    threads: int | None = Field(None, ge=1, description="torch CPU threads (None: keep the current count)")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    eval_batch_size: int = Field(512, ge=1)
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,7 @@ def ray_local():
     """One local Ray instance (2 CPUs, no dashboard) for every test of a module: start-up costs seconds."""
     import ray
 
-    from hwsearch.search import driver  # noqa: F401  (sets Ray's environment before init)
+    from hwsearch.search.engine import driver  # noqa: F401  (sets Ray's environment before init)
 
     ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False,
              logging_level="error")
@@ -60,7 +60,7 @@ def ray_local():
 
 def _wait_for_trials(run_path: Path, proc: subprocess.Popen, at_least: int, timeout_s: float) -> int:
     """Poll the run table of ``run_path`` until it holds ``at_least`` trials; fail if ``proc`` exits first."""
-    from hwsearch.search.rundir import RunDir
+    from hwsearch.search.engine.rundir import RunDir
 
     deadline = time.monotonic() + timeout_s
     run = RunDir(run_path)
@@ -79,7 +79,7 @@ def _killed_run(config: Path, run_path: Path, at_least: int = 2, env: dict[str, 
                 timeout_s: float = 400) -> Any:
     """Run ``hwsearch run CONFIG`` in another process, SIGKILL it (driver, Ray and trials, as in a power cut)
     once ``run_path`` has recorded ``at_least`` trials, and return the trials recorded before the kill."""
-    from hwsearch.search.rundir import RunDir
+    from hwsearch.search.engine.rundir import RunDir
 
     root = Path(__file__).resolve().parent.parent
     proc = subprocess.Popen([sys.executable, "-m", "hwsearch.cli", "run", str(config), "--quiet"], cwd=root,
@@ -106,9 +106,9 @@ def problem():
     import numpy as np
 
     from hwsearch import spaces
-    from hwsearch.search.naas_accuracy import BitsPenalty, CoSearchAccuracy
-    from hwsearch.search.naas_assets import OneHotRidge
-    from hwsearch.search.naas_inner import CoSearchProblem, QuantizedSpace, Reference
+    from hwsearch.search.naas.accuracy import BitsPenalty, CoSearchAccuracy
+    from hwsearch.search.naas.assets import OneHotRidge
+    from hwsearch.search.naas.problem import CoSearchProblem, QuantizedSpace, Reference
 
     compact = {"resolutions": [8, 12], "stem_width": 8, "first_width": 8, "widths": [8, 16, 24, 32, 48],
                "head_width": 96}

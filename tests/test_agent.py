@@ -9,11 +9,11 @@ import torch
 from hwsearch import spaces
 from hwsearch.data import load_data
 from hwsearch.errors import ConfigError, RunError, UnknownName
-from hwsearch.search.agent import AgentConfig, CompressionAgent, EpisodeRewardBuffer
-from hwsearch.search.compression_budget import Budget
-from hwsearch.search.compression_env import CompressionEnv, EnvConfig
-from hwsearch.search.compression_target import TorchProblem
-from hwsearch.search.policy_baselines import BASELINES, run_baseline, sensitivity_levels
+from hwsearch.search.amc.agent import AgentConfig, CompressionAgent, EpisodeRewardBuffer
+from hwsearch.search.amc.baselines import BASELINES, run_baseline, sensitivity_levels
+from hwsearch.search.amc.budget import Budget
+from hwsearch.search.amc.env import CompressionEnv, EnvConfig
+from hwsearch.search.amc.problem import TorchProblem
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +168,7 @@ def test_agent_search_stops_at_the_number_of_distinct_policies(problem):
 
 
 def test_exploration_widens_while_episodes_revisit_known_policies():
-    from hwsearch.search.agent import AmcDDPG
+    from hwsearch.search.amc.agent import AmcDDPG
 
     algo = AmcDDPG.__new__(AmcDDPG)  # only the noise schedule is exercised
     algo.exploration_sigma, algo.exploration_decay, algo.exploration_min_sigma = 0.5, 0.5, 0.01

@@ -10,10 +10,10 @@ import torch
 
 from hwsearch.errors import ConfigError
 from hwsearch.estimators.counters import count_macs, trace_netspec
-from hwsearch.search import evaluators
-from hwsearch.search.compression_search import CompressionSearcher, CompressionSettings, HaqSettings
-from hwsearch.search.config import parse_config
-from hwsearch.search.trial import evaluate_trial
+from hwsearch.search.amc.plugin import CompressionSearcher, CompressionSettings, HaqSettings
+from hwsearch.search.engine import evaluators
+from hwsearch.search.engine.config import parse_config
+from hwsearch.search.engine.trial import evaluate_trial
 from hwsearch.train import evaluate
 
 TINY_VIT = {"resolution": 16, "embeds": [16], "depths": [2], "heads": [2], "mlp_ratios": [3]}

@@ -12,9 +12,9 @@ from hwsearch import spaces
 from hwsearch.compress import compressed_netspec
 from hwsearch.data import load_data
 from hwsearch.errors import ConfigError, UnknownName
-from hwsearch.search.compression_budget import METRICS, Budget, FilledTable
-from hwsearch.search.compression_env import CompressionEnv, EnvConfig, Episode, channel_options
-from hwsearch.search.compression_target import TorchProblem
+from hwsearch.search.amc.budget import METRICS, Budget, FilledTable
+from hwsearch.search.amc.env import CompressionEnv, EnvConfig, Episode, channel_options
+from hwsearch.search.amc.problem import TorchProblem
 
 
 def _problem(space: str, **kw) -> TorchProblem:

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from hwsearch.errors import ConfigError
-from hwsearch.search.config import Constraint, default_config_path, load_config, parse_config
+from hwsearch.search.engine.config import Constraint, default_config_path, load_config, parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
 

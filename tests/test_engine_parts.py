@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 
 from hwsearch.errors import RunError
-from hwsearch.search import evaluators, metrics, searchers
-from hwsearch.search.config import parse_config
-from hwsearch.search.export import export_trial, find_trial
-from hwsearch.search.random_search import RandomSearcher
-from hwsearch.search.rundir import MARKER, RunDir, best_trial, pareto_front
-from hwsearch.search.trial import evaluate_trial
+from hwsearch.search.engine import evaluators, metrics, searchers
+from hwsearch.search.engine.bundle import export_trial, find_trial
+from hwsearch.search.engine.config import parse_config
+from hwsearch.search.engine.rundir import MARKER, RunDir, best_trial, pareto_front
+from hwsearch.search.engine.trial import evaluate_trial
+from hwsearch.search.generic.random_search import RandomSearcher
 
 
 def test_random_searcher_continues_its_stream_after_save_and_restore(tmp_path):
@@ -45,7 +45,7 @@ def test_random_searcher_gives_a_restarted_trial_its_old_proposal():
 
 
 def test_optuna_searcher_reopens_its_journal_study_on_restore(tiny_experiment, tmp_path):
-    from hwsearch.search.optuna_search import open_study
+    from hwsearch.search.generic.optuna_search import open_study
 
     cfg = parse_config(tiny_experiment(tmp_path, searcher={"name": "optuna", "seed": 1}))
     space = evaluators.build_space(cfg, evaluators.cached_data("digits", 0))
@@ -70,7 +70,7 @@ def test_optuna_searcher_reopens_its_journal_study_on_restore(tiny_experiment, t
 def test_optuna_searcher_pickles_as_tune_pickles_it_and_goes_on_with_its_study(tiny_experiment, tmp_path, sampler):
     import ray.cloudpickle
 
-    from hwsearch.search.optuna_search import open_study
+    from hwsearch.search.generic.optuna_search import open_study
 
     cfg = parse_config(tiny_experiment(tmp_path, searcher={"name": "optuna", "seed": 1,
                                                            "settings": {"sampler": sampler}}))

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hwsearch.search.config import parse_config
+from hwsearch.search.engine.config import parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
 METRICS = ["val_acc", "test_acc", "macs", "params", "peak_activation_bytes", "choice"]
@@ -20,7 +20,7 @@ METRICS = ["val_acc", "test_acc", "macs", "params", "peak_activation_bytes", "ch
 
 @pytest.fixture(scope="module")
 def parallel_run(ray_local, tmp_path_factory, tiny_experiment):
-    from hwsearch.search.driver import run_experiment
+    from hwsearch.search.engine.driver import run_experiment
 
     root = tmp_path_factory.mktemp("runs")
     cfg = parse_config(tiny_experiment(root, name="parallel", evaluation={"epochs": 1, "seed": 0}))
@@ -62,7 +62,7 @@ def test_inspect_lists_trials_best_first_and_export_picks_the_best(parallel_run)
 
 
 def test_a_diverging_trial_is_recorded_failed_and_the_search_goes_on(ray_local, tmp_path, tiny_experiment):
-    from hwsearch.search.driver import run_experiment
+    from hwsearch.search.engine.driver import run_experiment
 
     cfg = parse_config(tiny_experiment(tmp_path, name="diverge", budget={"trials": 2},
                                        evaluation={"epochs": 1, "seed": 0,
@@ -76,8 +76,8 @@ def test_a_diverging_trial_is_recorded_failed_and_the_search_goes_on(ray_local, 
 
 def test_resume_after_kill_9_loses_no_trial_and_repeats_none(ray_local, tmp_path, tiny_experiment,
                                                                killed_run):
-    from hwsearch.search.driver import resume_experiment
-    from hwsearch.search.optuna_search import open_study
+    from hwsearch.search.engine.driver import resume_experiment
+    from hwsearch.search.generic.optuna_search import open_study
 
     budget = 5
     raw = tiny_experiment(tmp_path, name="killed", budget={"trials": budget}, ray={"workers": 1, "cpus_per_trial": 1},

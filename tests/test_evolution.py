@@ -9,7 +9,7 @@ import pytest
 
 from hwsearch import spaces
 from hwsearch.errors import ConfigError
-from hwsearch.search.evolution import (
+from hwsearch.search.ofa.evolution import (
     Constraints,
     Evolution,
     EvolutionSettings,
@@ -86,7 +86,7 @@ def test_a_latency_model_is_any_object_with_predict(space):
 
 
 def test_tune_searcher_restores_its_population_and_pending_trials(space, tmp_path):
-    from hwsearch.search.evolution_tune import EvolutionSearcher
+    from hwsearch.search.ofa.searcher import EvolutionSearcher
 
     def searcher():
         return EvolutionSearcher(space, EvolutionSettings(population=4), "val_acc", "max", seed=0)

@@ -3,8 +3,8 @@ import pytest
 from hwsearch import spaces
 from hwsearch.errors import ConfigError
 from hwsearch.hwmodel import Accelerator, network_cost
-from hwsearch.search import metrics
-from hwsearch.search.config import parse_config
+from hwsearch.search.engine import metrics
+from hwsearch.search.engine.config import parse_config
 
 
 def vit_net():

@@ -8,8 +8,8 @@ from hwsearch.search import (
     device_latency,  # noqa: F401  (registers the "device" provider)
     metrics,
 )
-from hwsearch.search.config import parse_config
-from hwsearch.search.device_latency import device_settings
+from hwsearch.search.engine.config import parse_config
+from hwsearch.search.hardware.device import device_settings
 
 
 def config(tmp_path, **device):

@@ -11,11 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hwsearch.hwmodel import Accelerator, hardware_metrics
-from hwsearch.search.naas_accuracy import BitsPenalty
-from hwsearch.search.naas_assets import OneHotRidge
-from hwsearch.search.naas_baselines import edp_at_accuracy, run_baseline
-from hwsearch.search.naas_evolution import FINISHED, WAIT, NaasEvolution, OuterSettings
-from hwsearch.search.naas_inner import (
+from hwsearch.search.naas.accuracy import BitsPenalty
+from hwsearch.search.naas.assets import OneHotRidge
+from hwsearch.search.naas.baselines import edp_at_accuracy, run_baseline
+from hwsearch.search.naas.evolution import FINISHED, WAIT, NaasEvolution, OuterSettings
+from hwsearch.search.naas.problem import (
     CoSearchProblem,
     InnerSettings,
     Triple,
@@ -23,7 +23,7 @@ from hwsearch.search.naas_inner import (
     inner_search,
     layer_group,
 )
-from hwsearch.search.naas_pareto import hypervolume, nondominated
+from hwsearch.search.pareto import hypervolume, nondominated
 from hwsearch.spaces.accelerator import AcceleratorSpace
 
 
@@ -234,7 +234,7 @@ def test_baselines_spend_their_budget_and_edp_lookup_respects_accuracy(problem):
 def test_final_front_holds_only_measured_nondominated_triples_and_best_is_most_accurate():
     import pandas as pd
 
-    from hwsearch.search.naas_report import best_pair, final_front
+    from hwsearch.search.naas.report import best_pair, final_front
 
     df = pd.DataFrame([
         {"trial_id": "a", "status": "ok", "measured": 0.0, "accuracy": 0.99, "latency_ms": 0.1, "energy_mj": 0.1,
@@ -255,8 +255,8 @@ def test_tune_searcher_reads_fronts_from_trial_folders_and_resumes_from_its_json
 
     from ray.tune.search import Searcher
 
-    from hwsearch.search.naas_tune import NaasSearcher
-    from hwsearch.search.searchers import searcher_done
+    from hwsearch.search.engine.searchers import searcher_done
+    from hwsearch.search.naas.plugin import NaasSearcher
 
     space = AcceleratorSpace()
     s = OuterSettings(population=2, generations=1, parents=1, top_k=1)
@@ -360,8 +360,8 @@ class _DoneEvolution:
 
 @pytest.mark.parametrize("front", [None, {"best": "t1"}, {"best": "t1", "export": {}}, {"best": None}])
 def test_resumed_searcher_writes_a_final_report_the_kill_left_unfinished(tmp_path, monkeypatch, front):
-    from hwsearch.search.naas_tune import NaasSearcher
-    from hwsearch.search.searchers import searcher_done
+    from hwsearch.search.engine.searchers import searcher_done
+    from hwsearch.search.naas.plugin import NaasSearcher
 
     if front is not None:
         (tmp_path / "naas").mkdir()

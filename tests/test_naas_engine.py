@@ -49,7 +49,7 @@ def test_naas_resumed_after_kill_9_breeds_from_the_kept_generation_and_writes_it
     from typer.testing import CliRunner
 
     from hwsearch.cli import app
-    from hwsearch.search.driver import resume_experiment
+    from hwsearch.search.engine.driver import resume_experiment
 
     raw = _tiny_naas(tmp_path, "killed")
     budget = raw["budget"]["trials"]

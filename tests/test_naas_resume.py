@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 import yaml
 
-from hwsearch.search.config import parse_config
-from hwsearch.search.driver import finished_row
-from hwsearch.search.naas_evolution import NaasEvolution, OuterSettings
-from hwsearch.search.naas_inner import InnerSettings, inner_search
-from hwsearch.search.naas_tune import NaasSearcher
-from hwsearch.search.rundir import RunDir
+from hwsearch.search.engine.config import parse_config
+from hwsearch.search.engine.driver import finished_row
+from hwsearch.search.engine.rundir import RunDir
+from hwsearch.search.naas.evolution import NaasEvolution, OuterSettings
+from hwsearch.search.naas.plugin import NaasSearcher
+from hwsearch.search.naas.problem import InnerSettings, inner_search
 from hwsearch.spaces.accelerator import AcceleratorSpace
 
 ROOT = Path(__file__).resolve().parent.parent

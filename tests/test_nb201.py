@@ -17,8 +17,8 @@ from hwsearch import spaces
 from hwsearch.cli import app
 from hwsearch.errors import ConfigError, SpecError, UnknownName
 from hwsearch.estimators.counters import count_params, trace_netspec
-from hwsearch.search.config import parse_config
-from hwsearch.search.trial import evaluate_trial
+from hwsearch.search.engine.config import parse_config
+from hwsearch.search.engine.trial import evaluate_trial
 from hwsearch.spaces import nb201_arch
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,8 +10,8 @@ import torch
 import yaml
 
 from hwsearch import spaces
-from hwsearch.search.config import parse_config
-from hwsearch.search.supernet_eval import SCHEDULE
+from hwsearch.search.engine.config import parse_config
+from hwsearch.search.ofa.evaluator import SCHEDULE
 from hwsearch.spaces.supernet import SuperNet, schedule, supernet_key
 from hwsearch.spaces.supernet.cache import save_supernet
 
@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_ofa_config_runs_on_the_engine_and_exports_the_extracted_subnetwork(tmp_path, monkeypatch):
     import ray
 
-    from hwsearch.search.driver import run_experiment
-    from hwsearch.search.export import export_trial
+    from hwsearch.search.engine.bundle import export_trial
+    from hwsearch.search.engine.driver import run_experiment
 
     monkeypatch.setenv("HWSEARCH_CACHE", str(tmp_path / "cache"))
     raw = yaml.safe_load((ROOT / "configs" / "ofa.yaml").read_text())

@@ -20,11 +20,11 @@ import os
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from hwsearch.cache import cache_root
 from hwsearch.errors import ConfigError, CorruptTable, MissingTable
 from hwsearch.estimators.latency_predictor import (
     LatencyPredictor,
@@ -42,13 +42,6 @@ from hwsearch.kernels.profile import measure_layer_chain, measure_network, profi
 # Fitting and checking draw networks from disjoint seed streams, so a check never sees a fitted net.
 FIT_SEED_OFFSET = 1_000_003
 
-
-def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
-    """Where tables and predictors live: ``cache_dir``, else ``$HWSEARCH_CACHE``, else ~/.cache/hwsearch."""
-    if cache_dir is not None:
-        return Path(cache_dir)
-    env = os.environ.get("HWSEARCH_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "hwsearch"
 
 
 def entry_from_profile(measurement: Measurement, precision: str, sparse: bool) -> TableEntry:

@@ -1,47 +1,11 @@
-"""The ``accelerator`` metric provider: latency, energy, EDP, area and peak power of a trial's network
-on the accelerator the config names, from the built-in accelerator model.
+"""Old import path of `hwsearch.search.hardware.accelerator`, kept for one release.
 
-Config::
-
-    metrics: [netspec, accelerator]
-    hardware:
-      accelerator: eyeriss          # a preset, an accelerator .json/.yaml or SCALE-Sim .cfg, or a mapping of fields
-      batch: 1                      # optional, the batch the network is costed at
-    constraints: ["latency_ms <= 5", "area_mm2 <= 2"]
-
-Reported: ``latency_ms``, ``energy_mj``, ``edp`` (mJ x ms), ``area_mm2``, ``peak_power_w``.
+Run folders written before the search package was split into sub-packages hold pickles (Tune's
+searcher, trainable and callbacks) that name this path; it is the same module object as the new one.
 """
 
-from __future__ import annotations
+import sys
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from hwsearch.search.hardware import accelerator as _module
 
-from hwsearch.errors import ConfigError
-from hwsearch.hwmodel import Accelerator, hardware_metrics
-from hwsearch.ir import NetSpec
-from hwsearch.search.metrics import register
-
-if TYPE_CHECKING:
-    from hwsearch.search.config import ExperimentConfig
-
-
-def configured_accelerator(hardware: Mapping[str, Any]) -> Accelerator:
-    """The accelerator named by the config's ``hardware.accelerator``."""
-    spec = hardware.get("accelerator")
-    if spec is None:
-        raise ConfigError("hardware.accelerator is required by the 'accelerator' metric provider "
-                          "(a preset name, an accelerator file, or a mapping of accelerator fields)")
-    if isinstance(spec, Mapping):
-        return Accelerator.from_dict(spec)
-    return Accelerator.resolve(str(spec))
-
-
-@register("accelerator", reports=("latency_ms", "energy_mj", "edp", "area_mm2", "peak_power_w"))
-def accelerator_metrics(net: NetSpec, config: ExperimentConfig) -> dict[str, float]:
-    """Costs of the trial's network on the configured accelerator."""
-    hardware = config.hardware
-    batch = int(hardware.get("batch", 1))
-    if batch < 1:
-        raise ConfigError(f"hardware.batch={batch} must be a positive integer")
-    return hardware_metrics(net.with_batch(batch), configured_accelerator(hardware))
+sys.modules[__name__] = _module

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from hwsearch import spaces
+from hwsearch.cache import cache_root as cache_dir
 from hwsearch.data import Dataset, load_data
 from hwsearch.errors import CorruptTable
 from hwsearch.io import atomic_write_bytes, file_lock
@@ -31,10 +32,6 @@ from hwsearch.spaces.supernet.training import PhaseLog, Schedule, TrainingLog, s
 
 FORMAT_VERSION = 4  # 2: elastic phases no longer warm up; 3: zero-init residual blocks; 4: seeded init
 
-
-def cache_dir() -> Path:
-    """Root of hwsearch's caches: ``$HWSEARCH_CACHE`` or ``~/.cache/hwsearch``."""
-    return Path(os.environ.get("HWSEARCH_CACHE") or Path.home() / ".cache" / "hwsearch")
 
 
 def space_kwargs_for(data: Dataset, space_kwargs: Mapping[str, Any] | None = None) -> dict[str, Any]:

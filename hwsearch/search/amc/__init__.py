@@ -1,0 +1,76 @@
+"""AMC/HAQ: an RL agent choosing per-layer pruning and bit-widths under a budget.
+
+`budget` prices a policy, `env` walks the layers as a gymnasium episode, `problem` applies a policy to
+a trained torch network, `agent` learns (DDPG/TD3/SAC), `baselines` are the non-learning comparisons,
+`trained_cache` trains the base network once, `settings` holds the settings, and `plugin` hooks the
+agent into the engine (searchers ``amc``/``haq``, evaluator ``compression``).
+
+Names are imported on first use, so that importing one light module of this package (its settings,
+which a config validates against) does not import torch, Ray or Optuna.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ALGOS": "agent",
+    "AgentConfig": "agent",
+    "AmcDDPG": "agent",
+    "AmcTD3": "agent",
+    "CompressionAgent": "agent",
+    "EpisodeRewardBuffer": "agent",
+    "BASELINES": "baselines",
+    "register": "baselines",
+    "run_baseline": "baselines",
+    "sensitivity_levels": "baselines",
+    "Budget": "budget",
+    "BudgetClipper": "budget",
+    "ClipResult": "budget",
+    "CostPredictor": "budget",
+    "FilledTable": "budget",
+    "METRICS": "budget",
+    "PREDICTED_METRICS": "budget",
+    "State": "budget",
+    "cost_function": "budget",
+    "metric_names": "budget",
+    "CompressionEnv": "env",
+    "CompressionProblem": "env",
+    "EnvConfig": "env",
+    "Episode": "env",
+    "FLOAT_BITS": "env",
+    "KNOBS": "env",
+    "MODES": "env",
+    "OP_TYPES": "env",
+    "Slot": "env",
+    "channel_options": "env",
+    "knob_grid": "env",
+    "CompressionEvaluator": "plugin",
+    "CompressionSearcher": "plugin",
+    "CompressionSettings": "plugin",
+    "HaqSettings": "plugin",
+    "PriceTemplate": "problem",
+    "TorchProblem": "problem",
+    "derive_template": "problem",
+    "recalibrate_batchnorm": "problem",
+    "ALGO_NAMES": "settings",
+    "COMPRESSION_REPORTS": "settings",
+    "TrainedNetwork": "trained_cache",
+    "cache_dir": "trained_cache",
+    "trained_network": "trained_cache",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

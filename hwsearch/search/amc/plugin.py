@@ -1,0 +1,210 @@
+"""The AMC/HAQ agent as a searcher of the engine: one Ray Tune trial per budget, one agent per trial.
+
+Searchers ``amc`` (pruning), ``haq`` (bit-widths) and the ``compression`` evaluator. The searcher
+proposes one trial per entry of ``settings.budgets`` (so a run over several budgets gives a front
+across them); the trial trains the base network once (cached), lets one agent play ``episodes``
+policies under that budget, applies the best one with `hwsearch.compress.apply_policy`, optionally
+fine-tunes it, and reports accuracies before (and after) fine-tuning. Every ``checkpoint_every``
+episodes the agent, its replay buffer and the evaluated policies go into a Tune checkpoint, so
+``hwsearch run --resume`` continues an interrupted agent instead of starting it over.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ray.tune.search import Searcher
+
+from hwsearch.errors import ConfigError
+from hwsearch.io import atomic_write_text
+from hwsearch.search.amc.settings import COMPRESSION_REPORTS, CompressionSettings, HaqSettings
+from hwsearch.search.engine.evaluators import Evaluation, Evaluator, SavedTrial, TrialContext
+from hwsearch.search.engine.searchers import SearchContext
+
+
+class CompressionSearcher(Searcher):
+    """Proposes one trial per budget, in order; its state (which trial got which budget) is JSON."""
+
+    def __init__(self, settings: CompressionSettings) -> None:
+        super().__init__(metric=None, mode=None)
+        self.settings = settings
+        self.proposed: dict[str, int] = {}
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        """The next budget's trial, or FINISHED once every budget has one."""
+        if trial_id not in self.proposed:
+            if len(self.proposed) >= len(self.settings.budgets):
+                return Searcher.FINISHED
+            self.proposed[trial_id] = len(self.proposed)
+        i = self.proposed[trial_id]
+        return {"compression": {"budget_index": i, "budget": self.settings.budget(self.settings.budgets[i]),
+                                "settings": self.settings.model_dump()}}
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        """Budgets are fixed in advance: nothing to learn from a result."""
+
+    def save(self, checkpoint_path: str) -> None:
+        """Write the state as JSON."""
+        atomic_write_text(checkpoint_path, json.dumps({"kind": "compression", "proposed": self.proposed,
+                                                       "settings": self.settings.model_dump()}))
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Read the state written by `save`."""
+        with open(checkpoint_path) as f:
+            state = json.load(f)
+        self.proposed = {str(k): int(v) for k, v in state["proposed"].items()}
+        self.settings = type(self.settings).model_validate(state["settings"])
+
+
+def amc_searcher(ctx: SearchContext) -> CompressionSearcher:
+    """AMC: channel pruning per layer under a MACs (or other) budget, one agent per budget."""
+    return CompressionSearcher(ctx.settings)
+
+
+def haq_searcher(ctx: SearchContext) -> CompressionSearcher:
+    """HAQ: bit-width per layer under an average-bits, size or hardware budget, one agent per budget."""
+    return CompressionSearcher(ctx.settings)
+
+
+def _tune_session() -> Any:
+    """Ray Tune's context when running inside a trial, else None (direct calls, tests)."""
+    try:
+        from ray import tune
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Ray warns when asked outside a trial, which is the question
+            ctx = tune.get_context()
+            return ctx if ctx.get_trial_id() else None
+    except Exception:  # noqa: BLE001 - outside a Ray session the context raises or is empty
+        return None
+
+
+def _predictor(settings: CompressionSettings) -> Any:
+    if settings.metric not in ("latency", "energy"):
+        return None
+    if not settings.accelerator:
+        raise ConfigError(f"searcher.settings.accelerator must name a preset for a {settings.metric} budget")
+    from hwsearch.estimators.latency_table import LatencyTable, model_entry, model_fingerprint
+    from hwsearch.hwmodel import Accelerator
+    from hwsearch.search.amc.budget import FilledTable
+
+    accel = Accelerator.preset(settings.accelerator)
+    return FilledTable(LatencyTable("model", model_fingerprint(accel)), lambda layer: model_entry(layer, accel))
+
+
+class CompressionEvaluator(Evaluator):
+    """Run one AMC/HAQ agent on a trained network for the budget the searcher proposed."""
+
+    name = "compression"
+    reports = COMPRESSION_REPORTS
+
+    def evaluate(self, params: Mapping[str, Any], ctx: TrialContext) -> Evaluation:
+        import torch
+
+        from hwsearch.compress import compressed_netspec, fine_tune, fine_tune_recipe
+        from hwsearch.search.amc.agent import AgentConfig, CompressionAgent
+        from hwsearch.search.amc.budget import Budget
+        from hwsearch.search.amc.env import CompressionEnv, EnvConfig
+        from hwsearch.search.amc.problem import TorchProblem
+        from hwsearch.search.amc.trained_cache import trained_network
+        from hwsearch.train import evaluate
+
+        spec = params.get("compression")
+        if not isinstance(spec, Mapping):
+            raise ConfigError("the compression evaluator needs the amc or haq searcher (trial parameters "
+                              f"have no 'compression' entry: {sorted(params)})")
+        s = CompressionSettings.model_validate(spec["settings"])
+        cfg = ctx.config
+        torch.set_num_threads(ctx.threads)
+        recipe = cfg.evaluation.recipe.model_copy(update={"epochs": cfg.evaluation.epochs})
+        net = trained_network(cfg.space.name, s.network, data=cfg.data.source, seed=cfg.evaluation.seed,
+                              recipe=recipe, space_options=cfg.space.options, data_seed=cfg.data.seed)
+        problem = TorchProblem.from_trained(net, val_samples=s.val_samples, calib_samples=s.calib_samples,
+                                            round_to=s.round_to)
+        env_config = EnvConfig(mode=s.mode, budget=Budget.from_dict(spec["budget"]), max_sparsity=s.max_sparsity,
+                               round_to=s.round_to, min_bits=s.min_bits, max_bits=s.max_bits,
+                               fixed_a_bits=s.fixed_a_bits)
+        env = CompressionEnv(problem, env_config, predictor=_predictor(s))
+        agent_config = AgentConfig(algo=s.algo, warmup_episodes=s.warmup_episodes, sigma=s.sigma,
+                                   sigma_decay=s.sigma_decay, updates_per_episode=s.updates_per_episode,
+                                   imitation_steps=s.imitation_steps, seed=cfg.searcher.seed + int(spec["budget_index"]))
+        agent = self._resume(env) or CompressionAgent(env, agent_config)
+        resumed_at = agent.episodes_done
+        if s.scan_evaluations >= 2 and not agent.scanned:
+            agent.scan(s.scan_evaluations)
+            self._checkpoint(agent)
+        while agent.episodes_done < s.episodes:
+            agent.train(min(s.checkpoint_every, s.episodes - agent.episodes_done))
+            self._checkpoint(agent)
+
+        best = env.best
+        if best is None:
+            raise ConfigError(f"no evaluated policy met {env_config.budget.label()}")
+        state = best.as_state()
+        model = problem.apply(state)
+        x_val, y_val = net.data.x_val, net.data.y_val
+        metrics = {
+            "search_val_acc": best.accuracy, "val_acc_before_finetune": evaluate(model, x_val, y_val),
+            "test_acc_before_finetune": evaluate(model, net.data.x_test, net.data.y_test),
+            "base_val_acc": net.val_acc, "base_test_acc": net.test_acc, "budget_limit": env.limit,
+            "budget_cost": best.cost, "budget_ratio": best.cost / env.reference_cost,
+            "episodes": float(len(env.history)), "best_episode": float(best.index),
+            "resumed_at_episode": float(resumed_at),
+        }
+        if s.finetune_epochs > 0:
+            fine_tune(model, net.data, epochs=s.finetune_epochs, recipe=fine_tune_recipe(s.finetune_epochs),
+                      seed=cfg.evaluation.seed, resolution=net.input_shape[1])
+        model = model.eval()
+        metrics["val_acc"] = evaluate(model, x_val, y_val)
+        metrics["test_acc"] = evaluate(model, net.data.x_test, net.data.y_test)
+        netspec = compressed_netspec(model, net.input_shape)
+        policy = problem.policy(state)
+        documents = {"policy": policy.to_dict(), "base_choice": {"network": net.choice},
+                     "agent": {"budget": env_config.budget.to_dict(), "episodes": [e.to_dict() for e in env.history]}}
+        return Evaluation(choice=dict(net.choice), netspec=netspec, metrics=metrics, model=model,
+                          documents=documents)
+
+    def rebuild(self, saved: SavedTrial, space: Any) -> Any:
+        """The compressed model: the base network rebuilt, the policy applied, the saved weights loaded."""
+        from hwsearch.compress import Policy, rebuild
+
+        choice = saved.choice
+        model = rebuild(space.build(choice), Policy.from_dict(saved.read_json("policy")), space.input_shape(choice),
+                        saved.state_dict())
+        return model.eval()
+
+    @staticmethod
+    def _resume(env: Any) -> Any:
+        from hwsearch.search.amc.agent import CompressionAgent
+
+        session = _tune_session()
+        if session is None:
+            return None
+        from ray import tune
+
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is None:
+            return None
+        with checkpoint.as_directory() as folder:
+            return CompressionAgent.load(Path(folder), env)
+
+    @staticmethod
+    def _checkpoint(agent: Any) -> None:
+        if _tune_session() is None:
+            return
+        from ray import tune
+
+        best = agent.best
+        with tempfile.TemporaryDirectory() as folder:
+            agent.save(folder)
+            tune.report({"episodes": float(agent.episodes_done),
+                         "search_val_acc": float(best.accuracy) if best else 0.0},
+                        checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+__all__ = ["CompressionEvaluator", "CompressionSearcher", "CompressionSettings", "HaqSettings"]

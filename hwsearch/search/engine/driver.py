@@ -1,0 +1,299 @@
+"""Run an experiment on Ray Tune: local Ray on loopback by default, a cluster with ``address``.
+
+`run_experiment` starts a new run, `resume_experiment` continues one through ``Tuner.restore``
+(finished trials are kept, unfinished ones rerun, the searcher reloads its saved state).
+`RecordCallback` rewrites ``trials.parquet`` and ``pareto.json`` after every finished or failed
+trial and prints one progress line (trials done / budget, best so far, elapsed). Tune's own console
+output is switched off.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from hwsearch.errors import HwsearchError, RunError
+from hwsearch.search.engine.config import ExperimentConfig, parse_config
+from hwsearch.search.engine.rundir import MARKER, RunDir, best_trial, row_document
+
+# Set before Ray is imported: no usage reporting over the network, no TensorBoard/CSV loggers.
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "60")
+# Ray lowers its workers' priority (nice 15) to keep the driver responsive; here the trials are the
+# work and the driver mostly waits, so on a shared machine they should not starve behind other jobs.
+os.environ.setdefault("RAY_worker_niceness", "0")
+
+import ray  # noqa: E402
+from ray import tune  # noqa: E402
+
+
+class RecordCallback(tune.Callback):
+    """Keeps ``trials.parquet`` / ``pareto.json`` current and prints progress (picklable: Tune stores it)."""
+
+    def __init__(self, run_path: str, quiet: bool = False):
+        self.run_path = run_path
+        self.quiet = quiet
+        self._rows: dict[str, dict[str, Any]] | None = None
+        self._start = time.time()
+
+    def setup(self, **info: Any) -> None:
+        """Reload the rows already recorded (on resume) and restart the clock."""
+        self._load()
+        self._start = time.time()
+
+    def _load(self) -> dict[str, dict[str, Any]]:
+        if self._rows is None:
+            df = RunDir(Path(self.run_path)).trials()
+            self._rows = {str(r["trial_id"]): {k: v for k, v in r.items() if not _isnan(v)}
+                          for r in df.to_dict("records")}
+        return self._rows
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """Record a finished trial."""
+        self._record(finished_row(trial.trial_id, dict(trial.last_result or {})))
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """Record a failed trial with its reason."""
+        self._record({"trial_id": trial.trial_id, "status": "failed", "feasible": False,
+                      "error": _error_line(trial), "choice": json.dumps(_choice_of(trial), sort_keys=True),
+                      "finished_at": time.time(), "artifacts": None})
+
+    def _record(self, row: dict[str, Any]) -> None:
+        run = RunDir(Path(self.run_path))
+        config = run.config()
+        rows = self._load()
+        rows[row["trial_id"]] = row
+        df = run.write_trials(list(rows.values()))
+        run.write_pareto(df, config)
+        if not self.quiet:
+            self._print(df, config)
+
+    def _print(self, df: Any, config: ExperimentConfig) -> None:
+        from rich.console import Console
+
+        done = len(df)
+        failed = int((df["status"] == "failed").sum())
+        best = best_trial(df, config)
+        o = config.primary
+        best_text = f"best {o.metric} {best[o.metric]:.4g} (trial {best['trial_id']})" if best else "no feasible trial yet"
+        elapsed = time.time() - self._start
+        Console().print(f"[bold]trials {done}/{config.budget.trials}[/bold]"
+                        + (f" ({failed} failed)" if failed else "")
+                        + f"  {best_text}  elapsed {elapsed:.0f}s", highlight=False)
+
+
+def finished_row(trial_id: str, result: dict[str, Any]) -> dict[str, Any]:
+    """The run-table row of a finished trial from its reported result (or its saved ``report.json``)."""
+    row = {k: v for k, v in result.items() if k in _KEEP or _is_metric(k, v)}
+    if isinstance(row.get("choice"), dict):
+        row["choice"] = json.dumps(row["choice"], sort_keys=True)
+    row.update(trial_id=trial_id, status="ok", error=None, artifacts=f"trials/{trial_id}")
+    return row
+
+
+def record_saved_trials(run_path: str | Path, trial_ids: list[str]) -> list[str]:
+    """Add to the run table the trials among ``trial_ids`` whose folder is complete but which it misses.
+
+    A kill -9 can land after a trial saved its folder and before the table recorded it, and Tune's
+    own state can be seconds behind; a searcher that knows such a trial is its own (NAAS keeps a
+    write-ahead state) calls this on resume, before the engine reloads the table. Returns the ids added."""
+    run = RunDir(Path(run_path))
+    df = run.trials()
+    have = set(df["trial_id"].astype(str)) if not df.empty else set()
+    new = []
+    for t in trial_ids:
+        report = run.path / "trials" / t / "report.json"
+        if t not in have and report.is_file():
+            new.append(finished_row(t, json.loads(report.read_text())))
+    if new:
+        rows = [{k: v for k, v in r.items() if not _isnan(v)} for r in df.to_dict("records")] + new
+        run.write_pareto(run.write_trials(rows), run.config())
+    return [r["trial_id"] for r in new]
+
+
+def tune_trial_states(run_path: str | Path) -> dict[str, str] | None:
+    """Trial id -> status in the Tune experiment state a resume restores (None when there is none to read).
+
+    Tune restores from the experiment-state file whose name sorts last; so does this."""
+    files = sorted(Path(run_path).glob("experiment_state-*.json"))
+    if not files:
+        return None
+    try:
+        state = json.loads(files[-1].read_text())
+        trials = [json.loads(t[0]) for t in state["trial_data"]]
+        return {str(t["trial_id"]): str(t.get("status", "")) for t in trials}
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return None
+
+
+_KEEP = {"feasible", "choice", "started_at", "finished_at", "duration_s"}
+_TUNE_KEYS = {"timestamp", "training_iteration", "time_this_iter_s", "time_total_s", "pid", "time_since_restore",
+              "iterations_since_restore", "done", "date", "hostname", "node_ip", "trial_id", "experiment_tag",
+              "checkpoint_dir_name", "should_checkpoint"}
+
+
+def _is_metric(k: str, v: Any) -> bool:
+    return k not in _TUNE_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _isnan(v: Any) -> bool:
+    return isinstance(v, float) and v != v
+
+
+def _choice_of(trial: Any) -> dict[str, Any]:
+    return dict((trial.config or {}).get("choice", {}))
+
+
+def _error_line(trial: Any) -> str:
+    """The last line of the trial's traceback: the exception and its message."""
+    text = ""
+    path = getattr(trial, "error_file", None)
+    if path and os.path.isfile(path):
+        with open(path, errors="replace") as f:
+            text = f.read()
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1][:500] if lines else "trial failed without an error message"
+
+
+# ---- Ray ----------------------------------------------------------------------------------------
+def init_ray(address: str | None, config: ExperimentConfig) -> bool:
+    """Connect to ``address`` or start a local instance on loopback; True when this call started it."""
+    if ray.is_initialized():
+        return False
+    common = dict(include_dashboard=False, log_to_driver=False, logging_level="error", configure_logging=True)
+    if address:
+        ray.init(address=address, **common)
+    else:
+        # Ray's servers listen on every interface (it swaps 127.0.0.1 for a reachable address), so a
+        # local instance gets a random token that only this process and its Ray children know.
+        if not os.environ.get("RAY_AUTH_MODE"):
+            _enable_token_auth()
+        need = config.ray.workers * config.ray.cpus_per_trial
+        ray.init(address="local", num_cpus=max(os.cpu_count() or 1, int(need + 0.999)),
+                 num_gpus=None if config.ray.gpus_per_trial else 0, **common)
+    return True
+
+
+def _enable_token_auth() -> None:
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+    try:
+        # Ray caches its config when imported; reloading it is what `ray get-auth-token` set-up does.
+        from ray._raylet import Config
+
+        Config.initialize("")
+    except (ImportError, AttributeError):
+        # A Ray without token support: run without it rather than fail to start.
+        del os.environ["RAY_AUTH_MODE"], os.environ["RAY_AUTH_TOKEN"]
+
+
+def _trainable(run: RunDir, config: ExperimentConfig):
+    from hwsearch.search.engine.trial import trainable
+
+    resources = {"cpu": config.ray.cpus_per_trial, "gpu": config.ray.gpus_per_trial}
+    fn = tune.with_parameters(trainable, run_path=str(run.path), config=config.model_dump(mode="json"))
+    return tune.with_resources(fn, resources)
+
+
+def _fit(tuner: Any, run: RunDir, config: ExperimentConfig) -> RunDir:
+    from hwsearch.search.engine.searchers import searcher_done, wait_for_end_work
+
+    try:
+        tuner.fit()
+        wait_for_end_work()  # a searcher's final report (NAAS: front, plot, export) is part of the run
+    except KeyboardInterrupt:
+        run.set_state("stopped")
+        raise
+    done = len(run.trials())
+    run.set_state("finished" if done >= config.budget.trials or searcher_done(run.path) else "stopped")
+    from hwsearch.search.engine.inspection import write_plots  # matplotlib is a dependency: no silent skip
+
+    write_plots(run)
+    return run
+
+
+def run_experiment(config: ExperimentConfig, name: str | None = None, address: str | None = None,
+                   workers: int | None = None, root: str | Path | None = None, quiet: bool = False) -> RunDir:
+    """Start the experiment ``config`` in ``<root>/<name>/`` and run it to its budget."""
+    from hwsearch.search.engine import searchers
+    from hwsearch.search.engine.evaluators import build_space, cached_data
+
+    raw = config.model_dump(mode="json")
+    if name:
+        raw["name"] = name
+    if workers:
+        raw["ray"]["workers"] = workers
+    if address:
+        raw["ray"]["address"] = address
+    config = parse_config(raw, where="run options")
+    root = Path(root or config.output.root)
+    fresh = not (root / config.name).exists()
+    run = RunDir.create(root / config.name, config)
+    try:
+        config = run.config()
+        data = cached_data(config.data.source, config.data.seed)
+        space = build_space(config, data)
+        searcher = searchers.build(space, config, run.path)
+    except HwsearchError:
+        # A user mistake found while setting up (data, space, searcher settings): nothing has run yet,
+        # so what this call created is removed and the same command can be run again as it is.
+        if fresh:
+            shutil.rmtree(run.path, ignore_errors=True)
+        else:  # a folder of the user's: only the run's own files go
+            for name in ("config.yaml", MARKER):
+                (run.path / name).unlink(missing_ok=True)
+        raise
+    started = init_ray(config.ray.address, config)
+    try:
+        tuner = tune.Tuner(
+            _trainable(run, config),
+            tune_config=tune.TuneConfig(
+                search_alg=searcher, num_samples=config.budget.trials, max_concurrent_trials=config.ray.workers,
+                time_budget_s=config.budget.time_s, trial_dirname_creator=lambda t: t.trial_id,
+            ),
+            run_config=tune.RunConfig(
+                name=run.path.name, storage_path=str(run.path.parent), verbose=0,
+                callbacks=[RecordCallback(str(run.path), quiet=quiet)],
+                failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+            ),
+        )
+        return _fit(tuner, run, config)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def resume_experiment(path: str | Path, address: str | None = None, quiet: bool = False) -> RunDir:
+    """Continue the run at ``path``: finished trials stay, the searcher continues from its saved state."""
+    run = RunDir.open(path)
+    config = run.config()
+    if run.state == "running":
+        raise RunError(f"run {run.path} is still running (pid {run.info().get('pid')}); stop it before resuming")
+    if not tune.Tuner.can_restore(str(run.path)):
+        raise RunError(f"run {run.path} has no Tune experiment state to resume from (it stopped before its "
+                       "first save); start it again instead")
+    run.set_state("running")
+    started = init_ray(address or config.ray.address, config)
+    try:
+        tuner = tune.Tuner.restore(str(run.path), _trainable(run, config), resume_unfinished=True,
+                                   resume_errored=False, restart_errored=False)
+        return _fit(tuner, run, config)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def finished_rows(run: RunDir) -> list[dict[str, Any]]:
+    """The recorded trials as JSON-able dicts."""
+    return [row_document(r) for _, r in run.trials().iterrows()]
+
+
+__all__ = ["RecordCallback", "finished_row", "finished_rows", "init_ray", "record_saved_trials", "resume_experiment",
+           "run_experiment", "tune_trial_states"]

@@ -1,0 +1,131 @@
+"""Refinement of one co-searched triple: AMC/HAQ agent on its accelerator, brief fine-tuning, measurement.
+
+The sub-network is cut from the supernet (BatchNorm recalibrated). The AMC/HAQ agent then walks its
+layers in ``joint`` mode (kept channels and weight/activation bits per layer) under a latency budget
+equal to the triple's latency on the triple's accelerator, priced by the accelerator model. The
+triple's own group bit-widths are recorded as the first policy of the environment, so the agent's
+answer (the most accurate policy within budget) is never worse than the inner search's on the
+validation subset. The chosen policy is applied, fine-tuned for a few epochs, and its test accuracy
+measured; latency and energy are those of the traced compressed network on that accelerator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from hwsearch.data import Dataset
+from hwsearch.hwmodel import Accelerator, hardware_metrics, network_cost
+from hwsearch.ir import NetSpec
+from hwsearch.search.naas.accuracy import accuracy_on, quantize, subnet
+from hwsearch.search.naas.problem import QuantizedSpace, Triple, layer_group
+
+
+class AcceleratorCost:
+    """Prices a NetSpec on one accelerator for the agent's budget: `predict` is latency in ms."""
+
+    def __init__(self, accel: Accelerator) -> None:
+        self.accel = accel
+
+    def predict(self, netspec: NetSpec) -> float:
+        """Latency (ms) of ``netspec`` on the accelerator."""
+        return network_cost(netspec, self.accel).latency_s * 1e3
+
+    def predict_energy(self, netspec: NetSpec) -> float:
+        """Energy (mJ) of ``netspec`` on the accelerator."""
+        return network_cost(netspec, self.accel).energy_pj * 1e-9
+
+
+@dataclass(frozen=True)
+class RefineSettings:
+    """How much work refinement may spend per triple."""
+
+    agent_episodes: int = 8
+    warmup_episodes: int = 4
+    finetune_epochs: int = 1
+    max_sparsity: float = 0.5
+    seed: int = 0
+
+
+@dataclass(frozen=True, eq=False)
+class Refined:
+    """A refined triple: the compressed model, its policy, NetSpec, accelerator and measured metrics."""
+
+    net_choice: dict[str, Any]
+    policy: Any                     # hwsearch.compress.Policy
+    model: nn.Module
+    netspec: NetSpec
+    accel: Accelerator
+    metrics: dict[str, float]
+
+
+def refine(supernet: Any, data: Dataset, space: QuantizedSpace, triple: Triple,
+           settings: RefineSettings = RefineSettings()) -> Refined:
+    """Agent-refine, fine-tune and measure ``triple`` (see the module doc)."""
+    from hwsearch.compress import compressed_netspec, fine_tune, fine_tune_recipe
+    from hwsearch.search.amc.agent import AgentConfig, CompressionAgent
+    from hwsearch.search.amc.budget import Budget
+    from hwsearch.search.amc.env import CompressionEnv, EnvConfig
+    from hwsearch.search.amc.problem import TorchProblem
+
+    accel = Accelerator.from_dict(triple.accel)
+    net_choice, bits = space.split(triple.choice)
+    shape = space.net.input_shape(net_choice)
+    res = shape[1]
+    d = data.at_resolution(res)
+    torch.manual_seed(settings.seed)
+    float_model = subnet(supernet, data, net_choice)
+    float_acc = accuracy_on(float_model, data, res, "val")
+    inner_model = quantize(float_model, space, triple.choice, data)
+    inner_val = accuracy_on(inner_model, data, res, "val")
+
+    problem = TorchProblem(float_model, shape, d.x_val, d.y_val, calib=d.x_train[:256])
+    quant_bits = [b for b in space.bits if b != 32]
+    cfg = EnvConfig(mode="joint", budget=Budget("latency", value=triple.latency_ms * (1 + 1e-9)),
+                    max_sparsity=settings.max_sparsity, min_bits=min(quant_bits), max_bits=max(quant_bits))
+    env = CompressionEnv(problem, cfg, predictor=AcceleratorCost(accel), reference_accuracy=float_acc)
+    start = _state_of(env, bits)
+    env.record(start, "naas")
+    episodes = 0
+    if settings.agent_episodes > 0:
+        agent = CompressionAgent(env, AgentConfig(warmup_episodes=min(settings.warmup_episodes,
+                                                                       settings.agent_episodes),
+                                                  seed=settings.seed))
+        episodes = len(agent.train(settings.agent_episodes))
+    best = env.best or env.history[0]
+    policy = problem.policy(best.as_state())
+    model = problem.apply(best.as_state())
+    result = fine_tune(model, d, epochs=settings.finetune_epochs,
+                       recipe=fine_tune_recipe(settings.finetune_epochs), seed=settings.seed, resolution=res)
+    model = model.eval()
+    net = compressed_netspec(model, shape)
+    hw = hardware_metrics(net, accel)
+    metrics = {
+        "accuracy": float(result.test_acc), "test_acc": float(result.test_acc), "val_acc": float(result.val_acc),
+        "predicted_acc": triple.accuracy, "inner_policy_val_acc": inner_val, "float_val_acc": float_acc,
+        "agent_val_acc": float(best.accuracy), "agent_episodes": float(episodes),
+        "agent_improved": float(best.source != "naas"),
+        "latency_ms": hw["latency_ms"], "energy_mj": hw["energy_mj"], "edp": hw["edp"],
+        "area_mm2": hw["area_mm2"], "peak_power_w": hw["peak_power_w"],
+        "predicted_latency_ms": triple.latency_ms, "predicted_energy_mj": triple.energy_mj, "measured": 1.0,
+    }
+    return Refined(dict(net_choice), policy, model, net, accel, metrics)
+
+
+def _state_of(env: Any, bits: Mapping[str, int]) -> dict[str, np.ndarray]:
+    """The environment state of 'every channel kept, each layer at its group's bits'."""
+    state = {k: v.copy() for k, v in env.max_state.items()}
+    for i, slot in enumerate(env.slots):
+        b = bits.get(layer_group(slot.name))
+        if b is not None and b != 32:
+            state["w_bits"][i] = b
+            state["a_bits"][i] = b
+    return state
+
+
+__all__ = ["AcceleratorCost", "RefineSettings", "Refined", "refine"]

@@ -1,0 +1,43 @@
+"""Once-for-All: evolution over a supernet's sub-networks (`evolution`), its Ray Tune searcher
+(`searcher`) and the ``supernet`` evaluator that extracts and measures a sub-network (`evaluator`).
+
+Names are imported on first use, so that importing one light module of this package (its settings,
+which a config validates against) does not import torch, Ray or Optuna.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "SCHEDULE": "evaluator",
+    "SupernetEvaluator": "evaluator",
+    "supernet_for": "evaluator",
+    "Constraints": "evolution",
+    "CostModel": "evolution",
+    "Evolution": "evolution",
+    "EvolutionSettings": "evolution",
+    "Feasibility": "evolution",
+    "SearchResult": "evolution",
+    "evolve": "evolution",
+    "random_search": "evolution",
+    "EvolutionSearcher": "searcher",
+    "constraints_from_config": "searcher",
+    "evolution_searcher": "searcher",
+    "SUPERNET_REPORTS": "settings",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
