@@ -119,12 +119,13 @@ def record_saved_trials(run_path: str | Path, trial_ids: list[str]) -> list[str]
 
 
 def tune_trial_states(run_path: str | Path) -> dict[str, str] | None:
-    """Trial id -> status in the Tune experiment state a resume restores (None when there is none to read).
+    """Trial id -> status in the Tune experiment state a resume restores: empty when Tune saved none (the
+    run restarts from nothing), None when a saved state cannot be read.
 
     Tune restores from the experiment-state file whose name sorts last; so does this."""
     files = sorted(Path(run_path).glob("experiment_state-*.json"))
     if not files:
-        return None
+        return {}
     try:
         state = json.loads(files[-1].read_text())
         trials = [json.loads(t[0]) for t in state["trial_data"]]
@@ -222,9 +223,6 @@ def _fit(tuner: Any, run: RunDir, config: ExperimentConfig) -> RunDir:
 def run_experiment(config: ExperimentConfig, name: str | None = None, address: str | None = None,
                    workers: int | None = None, root: str | Path | None = None, quiet: bool = False) -> RunDir:
     """Start the experiment ``config`` in ``<root>/<name>/`` and run it to its budget."""
-    from hwsearch.search.engine import searchers
-    from hwsearch.search.engine.evaluators import build_space, cached_data
-
     raw = config.model_dump(mode="json")
     if name:
         raw["name"] = name
@@ -237,10 +235,7 @@ def run_experiment(config: ExperimentConfig, name: str | None = None, address: s
     fresh = not (root / config.name).exists()
     run = RunDir.create(root / config.name, config)
     try:
-        config = run.config()
-        data = cached_data(config.data.source, config.data.seed)
-        space = build_space(config, data)
-        searcher = searchers.build(space, config, run.path)
+        searcher = _build_searcher(run)
     except HwsearchError:
         # A user mistake found while setting up (data, space, searcher settings): nothing has run yet,
         # so what this call created is removed and the same command can be run again as it is.
@@ -250,7 +245,23 @@ def run_experiment(config: ExperimentConfig, name: str | None = None, address: s
             for name in ("config.yaml", MARKER):
                 (run.path / name).unlink(missing_ok=True)
         raise
-    started = init_ray(config.ray.address, config)
+    return _tune(run, searcher, quiet)
+
+
+def _build_searcher(run: RunDir) -> Any:
+    """The run's searcher over its space, built from its saved config (data loaded, assets prepared)."""
+    from hwsearch.search.engine import searchers
+    from hwsearch.search.engine.evaluators import build_space, cached_data
+
+    config = run.config()
+    data = cached_data(config.data.source, config.data.seed)
+    return searchers.build(build_space(config, data), config, run.path)
+
+
+def _tune(run: RunDir, searcher: Any, quiet: bool, address: str | None = None) -> RunDir:
+    """Run a new Tune experiment for ``run`` with ``searcher`` to the run's budget."""
+    config = run.config()
+    started = init_ray(address or config.ray.address, config)
     try:
         tuner = tune.Tuner(
             _trainable(run, config),
@@ -277,8 +288,14 @@ def resume_experiment(path: str | Path, address: str | None = None, quiet: bool 
     if run.state == "running":
         raise RunError(f"run {run.path} is still running (pid {run.info().get('pid')}); stop it before resuming")
     if not tune.Tuner.can_restore(str(run.path)):
-        raise RunError(f"run {run.path} has no Tune experiment state to resume from (it stopped before its "
-                       "first save); start it again instead")
+        if len(run.trials()):
+            raise RunError(f"run {run.path} has finished trials but no Tune experiment state to resume from; "
+                           "its Tune files were removed or never synced to this folder")
+        # Killed while setting up (data, supernet, predictor) or before Tune's first save: nothing
+        # finished, so the run starts again in its folder from its saved config; what setting up
+        # cached (a trained supernet) is reused, and a searcher's own saved state is reconciled.
+        run.set_state("running")
+        return _tune(run, _build_searcher(run), quiet, address)
     run.set_state("running")
     started = init_ray(address or config.ray.address, config)
     try:

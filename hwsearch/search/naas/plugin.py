@@ -65,6 +65,8 @@ class NaasSearcher(Searcher):
             self.resumed = True
             if self.state_path.is_file():  # a resume whose Tune state was saved before any searcher state
                 self._resume_from(self.state_path)
+        if trial_id in self.orphans:  # Tune runs it after all
+            self.orphans.remove(trial_id)
         if self.orphans and trial_id not in self.evolution.proposals:
             proposal = self.evolution.reassign(self.orphans.pop(0), trial_id)
         else:
@@ -127,6 +129,8 @@ class NaasSearcher(Searcher):
         """Record the trial's fitness and front (read from its folder); a failed trial has no fitness."""
         if trial_id not in self.evolution.proposals:
             return
+        if trial_id in self.orphans:
+            self.orphans.remove(trial_id)
         self._tell(trial_id, result, error)
         self._write_ahead()
         if not self.reported and self.evolution.complete():
