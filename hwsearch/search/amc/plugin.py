@@ -108,6 +108,7 @@ class CompressionEvaluator(Evaluator):
     reports = COMPRESSION_REPORTS
 
     def evaluate(self, params: Mapping[str, Any], ctx: TrialContext) -> Evaluation:
+        # deferred: torch and stable-baselines3 load in the trial's worker, not on the driver that runs the searcher
         import torch
 
         from hwsearch.compress import compressed_netspec, fine_tune, fine_tune_recipe
@@ -173,7 +174,7 @@ class CompressionEvaluator(Evaluator):
 
     def rebuild(self, saved: SavedTrial, space: Any) -> Any:
         """The compressed model: the base network rebuilt, the policy applied, the saved weights loaded."""
-        from hwsearch.compress import Policy, rebuild
+        from hwsearch.compress import Policy, rebuild  # deferred: torch
 
         choice = saved.choice
         model = rebuild(space.build(choice), Policy.from_dict(saved.read_json("policy")), space.input_shape(choice),
@@ -182,7 +183,7 @@ class CompressionEvaluator(Evaluator):
 
     @staticmethod
     def _resume(env: Any) -> Any:
-        from hwsearch.search.amc.agent import CompressionAgent
+        from hwsearch.search.amc.agent import CompressionAgent  # deferred: torch, stable-baselines3
 
         session = _tune_session()
         if session is None:
