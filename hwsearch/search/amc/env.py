@@ -336,9 +336,8 @@ class CompressionEnv(gym.Env):
         most confident (highest mean probability of the true label), then the earliest.
 
         On a validation subset of a few hundred images many policies tie on accuracy, and which tied
-        policy wins decided the test accuracy by up to a point. The confidence breaks such ties with a
-        finer measurement of the same images: in 3 seeds x (agent, random, TPE) x two 4-bit settings it
-        raised the mean test accuracy of the chosen policies in 5 of 6 cases and lowered it in none."""
+        policy wins can move the test accuracy by a point. The confidence breaks such ties with a finer
+        measurement of the same images (see BENCHMARKS.md, section "Figures behind design choices")."""
         ok = [e for e in self.history if e.cost <= self.limit * (1 + 1e-9)]
         if not ok:
             return None
