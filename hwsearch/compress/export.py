@@ -17,6 +17,7 @@ float). Layers below 8 bits have no torch int8 kernel and stay fake-quantized.
 from __future__ import annotations
 
 import copy
+import io
 from pathlib import Path
 
 import torch
@@ -25,6 +26,18 @@ from torch import nn
 from hwsearch.compress.modules import COMPRESSED, QUANTIZED, QConv2d, QLinear
 from hwsearch.compress.quant import act_params
 from hwsearch.errors import ConfigError
+from hwsearch.io import atomic_write_bytes
+
+
+@torch.no_grad()
+def onnx_bytes(model: nn.Module, example: torch.Tensor, opset: int = 17) -> bytes:
+    """``model`` traced on ``example`` as an ONNX file's bytes (input ``input``, output ``logits``, batch
+    dimension dynamic); `export_onnx` and the run bundle (`hwsearch.search.engine.bundle`) both write these."""
+    buf = io.BytesIO()
+    # dynamo=False: the TorchScript-based exporter needs no onnxscript and handles every space's ops.
+    torch.onnx.export(model, (example,), buf, dynamo=False, opset_version=opset, input_names=["input"],
+                      output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+    return buf.getvalue()
 
 
 @torch.no_grad()
@@ -37,10 +50,7 @@ def export_onnx(model: nn.Module, input_shape: tuple[int, int, int], path: str |
         if isinstance(m, QUANTIZED) and not m.calibrated:
             raise ConfigError(f"layer {m.layer_name!r} has no activation range; calibrate before exporting")
     x = torch.randn(2, *input_shape, generator=torch.Generator().manual_seed(0))
-    tmp = path.with_name(path.name + ".tmp")
-    torch.onnx.export(model, (x,), str(tmp), dynamo=False, opset_version=opset, input_names=["input"],
-                      output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
-    tmp.replace(path)
+    atomic_write_bytes(path, onnx_bytes(model, x, opset))
     return path
 
 
@@ -129,4 +139,4 @@ def to_int8(model: nn.Module, engine: str = "qnnpack") -> tuple[nn.Module, list[
     return out, converted
 
 
-__all__ = ["Int8Conv2d", "Int8Linear", "export_onnx", "int8_ready", "onnx_max_error", "to_int8"]
+__all__ = ["Int8Conv2d", "Int8Linear", "export_onnx", "int8_ready", "onnx_bytes", "onnx_max_error", "to_int8"]

@@ -1,4 +1,7 @@
-"""Accuracy predictor: an MLP from a choice's one-hot encoding to its accuracy, as in Once-for-All.
+"""Accuracy predictors from a choice's one-hot encoding: an MLP as in Once-for-All, and a ridge regression.
+
+Both answer "how accurate is this sub-network of the supernet" from the same features, so they live
+together; the OFA searcher uses `AccuracyPredictor`, the NAAS co-search `OneHotRidge`.
 
 Once a supernet is trained, measuring a sub-network still costs a BatchNorm recalibration and a pass
 over the validation set; an evolutionary search asks for tens of thousands. OFA (Cai et al., ICLR
@@ -20,7 +23,7 @@ import numpy as np
 
 from hwsearch.errors import ConfigError, CorruptTable
 from hwsearch.io import atomic_write_json
-from hwsearch.spaces.base import SearchSpace
+from hwsearch.spaces.base import Choice, SearchSpace
 
 FORMAT_VERSION = 1
 
@@ -168,6 +171,62 @@ class AccuracyPredictor:
         return cls.from_dict(d, space)
 
 
+# L2 strengths tried when fitting: one-hot genes of a few hundred measured sub-networks need anything
+# from almost none (an additive, noise-free target) to strong shrinkage (supernet accuracies).
+RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-3, 3, 13))
+
+
+class OneHotRidge:
+    """Accuracy of a sub-network from its one-hot encoding: ridge regression (closed form).
+
+    Once-for-All fits a small MLP on the same features; at the few hundred measured sub-networks a
+    two-core budget affords, a linear model on one-hot genes is as accurate and has no training noise.
+    Predictions are clipped to the range of the measured accuracies: the co-search maximises the
+    predictor, and a linear model summing the best gene of every block extrapolates past anything
+    measured (see BENCHMARKS.md, "NAAS accuracy predictor: one-hot ridge"). The penalty strength is
+    chosen by leave-one-out error (scikit-learn's `RidgeCV`) rather than fixed: a fixed weak penalty
+    both predicts worse and puts many random sub-networks at the clip, where they all tie and the
+    cheapest of them dominates the whole predicted front.
+    """
+
+    def __init__(self, space: SearchSpace, weights: np.ndarray, bias: float, floor: float = 0.0,
+                 ceiling: float = 1.0, alpha: float | None = None) -> None:
+        self.space, self.weights, self.bias = space, np.asarray(weights, dtype=float), float(bias)
+        self.floor, self.ceiling, self.alpha = float(floor), float(ceiling), alpha
+
+    @classmethod
+    def fit(cls, space: SearchSpace, choices: Sequence[Choice], acc: np.ndarray,
+            alpha: float | None = None) -> OneHotRidge:
+        """Ridge regression (bias not penalised) with L2 strength ``alpha``, or the `RIDGE_ALPHAS` one of least leave-one-out error."""
+        from sklearn.linear_model import RidgeCV  # deferred: scikit-learn is heavy and only fitting needs it
+
+        x = np.stack([space.one_hot(c) for c in choices]).astype(float)
+        y = np.asarray(acc, dtype=float)
+        model = RidgeCV(alphas=list(RIDGE_ALPHAS if alpha is None else (alpha,))).fit(x, y)
+        return cls(space, model.coef_, float(model.intercept_), float(y.min()), float(y.max()), float(model.alpha_))
+
+    def __call__(self, choices: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Predicted accuracies (fraction), vectorised."""
+        if not choices:
+            return np.zeros(0)
+        x = np.stack([self.space.one_hot(c) for c in choices]).astype(float)
+        return np.clip(x @ self.weights + self.bias, self.floor, self.ceiling)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict."""
+        return {"kind": "onehot-ridge", "weights": self.weights.tolist(), "bias": self.bias, "floor": self.floor,
+                "ceiling": self.ceiling, "alpha": self.alpha}
+
+    @classmethod
+    def from_dict(cls, space: SearchSpace, d: Mapping[str, Any]) -> OneHotRidge:
+        """Inverse of `to_dict`, checked against the space's encoding length."""
+        w = np.asarray(d.get("weights", []), dtype=float)
+        if d.get("kind") != "onehot-ridge" or w.shape != space.one_hot(space.reference("smallest")).shape:
+            raise CorruptTable("predictor.json does not hold a one-hot ridge model of this space")
+        return cls(space, w, float(d["bias"]), float(d.get("floor", 0.0)), float(d.get("ceiling", 1.0)),
+                   d.get("alpha"))
+
+
 def holdout_split(n: int, test_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(train, test) indices of ``n`` pairs: the split `fit_and_report` uses."""
     if not 0 < test_fraction < 1:
@@ -186,4 +245,6 @@ def fit_and_report(space: SearchSpace, choices: Sequence[Mapping[str, Any]], acc
     return pred, pred.report([choices[i] for i in test], acc[test], n_train=len(train))
 
 
-__all__ = ["AccuracyPredictor", "FORMAT_VERSION", "PredictorReport", "encode_many", "fit_and_report", "holdout_split"]
+__all__ = ["AccuracyPredictor", "FORMAT_VERSION", "OneHotRidge", "PredictorReport", "RIDGE_ALPHAS", "encode_many",
+           "fit_and_report",
+           "holdout_split"]

@@ -9,34 +9,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from hwsearch.errors import UnknownName
+from hwsearch.registry import Registry
 from hwsearch.spaces.base import Choice, Dim, SearchSpace
 
-SPACES: dict[str, Callable[..., SearchSpace]] = {}
-
-
-def register(name: str) -> Callable[[Callable[..., SearchSpace]], Callable[..., SearchSpace]]:
-    """Decorator adding a space factory to the registry under ``name``."""
-
-    def add(factory: Callable[..., SearchSpace]) -> Callable[..., SearchSpace]:
-        SPACES[name] = factory
-        return factory
-
-    return add
+# Space factories by name; ``@register(name)`` adds one.
+SPACES: Registry[Callable[..., SearchSpace]] = Registry("space")
+register = SPACES.register
 
 
 def get(name: str, **kwargs: Any) -> SearchSpace:
     """The space registered as ``name``, built with ``kwargs`` (e.g. ``resolution``, ``num_classes``)."""
-    try:
-        factory = SPACES[name]
-    except KeyError:
-        raise UnknownName(f"unknown space {name!r}; known: {', '.join(sorted(SPACES))}") from None
-    return factory(**kwargs)
+    return SPACES.get(name)(**kwargs)
 
 
 def names() -> list[str]:
     """Registered space names, sorted."""
-    return sorted(SPACES)
+    return SPACES.names()
 
 
 __all__ = ["SPACES", "Choice", "Dim", "SearchSpace", "get", "names", "register"]

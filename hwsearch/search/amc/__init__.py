@@ -2,7 +2,8 @@
 
 `budget` prices a policy, `env` walks the layers as a gymnasium episode, `problem` applies a policy to
 a trained torch network, `agent` learns (DDPG/TD3/SAC), `baselines` are the non-learning comparisons,
-`trained_cache` trains the base network once, `settings` holds the settings, and `plugin` hooks the
+`trained_cache` trains the base network once, `settings` holds the settings, `pipeline` builds the
+environment, pricer and agent for the ``compression`` evaluator and NAAS refinement, and `plugin` hooks the
 agent into the engine (searchers ``amc``/``haq``, evaluator ``compression``).
 
 Names are imported on first use, so that importing one light module of this package (its settings,
@@ -16,7 +17,7 @@ from typing import Any
 
 _EXPORTS = {
     "ALGOS": "agent",
-    "AgentConfig": "agent",
+    "AgentConfig": "settings",
     "AmcDDPG": "agent",
     "AmcTD3": "agent",
     "CompressionAgent": "agent",
@@ -30,6 +31,8 @@ _EXPORTS = {
     "ClipResult": "budget",
     "CostPredictor": "budget",
     "FilledTable": "budget",
+    "PRICER_UNITS": "budget",
+    "accelerator_pricer": "budget",
     "METRICS": "budget",
     "PREDICTED_METRICS": "budget",
     "State": "budget",
@@ -37,15 +40,17 @@ _EXPORTS = {
     "metric_names": "budget",
     "CompressionEnv": "env",
     "CompressionProblem": "env",
-    "EnvConfig": "env",
+    "EnvConfig": "settings",
     "Episode": "env",
-    "FLOAT_BITS": "env",
-    "KNOBS": "env",
-    "MODES": "env",
+    "FLOAT_BITS": "settings",
+    "KNOBS": "settings",
+    "MODES": "settings",
     "OP_TYPES": "env",
     "Slot": "env",
     "channel_options": "env",
     "knob_grid": "env",
+    "Pipeline": "pipeline",
+    "build_pipeline": "pipeline",
     "CompressionEvaluator": "plugin",
     "CompressionSearcher": "plugin",
     "CompressionSettings": "plugin",

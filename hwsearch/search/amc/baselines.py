@@ -19,34 +19,24 @@ from collections.abc import Callable
 
 import numpy as np
 
-from hwsearch.errors import ConfigError, UnknownName
+from hwsearch.errors import ConfigError
+from hwsearch.registry import Registry
 from hwsearch.search.amc.budget import State
 from hwsearch.search.amc.env import CompressionEnv, Episode
 
 Baseline = Callable[[CompressionEnv, int, int], list[Episode]]
 # Proposals per paid evaluation before a search that keeps revisiting policies is stopped anyway.
 MAX_DRAWS = 5
-BASELINES: dict[str, Baseline] = {}
-
-
-def register(name: str) -> Callable[[Baseline], Baseline]:
-    """Decorator adding a baseline ``fn(env, evaluations, seed) -> episodes`` under ``name``."""
-
-    def add(fn: Baseline) -> Baseline:
-        BASELINES[name] = fn
-        return fn
-
-    return add
+# Baselines ``fn(env, evaluations, seed) -> episodes`` by name; ``@register(name)`` adds one.
+BASELINES: Registry[Baseline] = Registry("baseline")
+register = BASELINES.register
 
 
 def run_baseline(name: str, env: CompressionEnv, evaluations: int, seed: int = 0) -> list[Episode]:
     """Run baseline ``name`` with at most ``evaluations`` distinct evaluated policies; returns its episodes."""
     if evaluations < 1:
         raise ConfigError(f"evaluations={evaluations} must be >= 1")
-    try:
-        fn = BASELINES[name]
-    except KeyError:
-        raise UnknownName(f"unknown baseline {name!r}; known: {', '.join(sorted(BASELINES))}") from None
+    fn = BASELINES.get(name)
     start = len(env.history)
     fn(env, evaluations, seed)
     return env.history[start:]

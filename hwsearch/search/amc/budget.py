@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from hwsearch.errors import ConfigError, UnknownName
+from hwsearch.estimators.latency_table import LatencyTable, model_entry, model_fingerprint
 from hwsearch.ir import NetSpec
 
 
@@ -33,20 +34,43 @@ class FilledTable:
 
     Budget clipping visits many pruned and quantized variants of each layer; a table built ahead of
     time rarely holds them all, so missing ones are costed (accelerator model) or measured on demand.
+    The table holds seconds and picojoules; ``latency_scale`` / ``energy_scale`` convert the totals
+    (1e3 and 1e-9 give the milliseconds and millijoules of the search's metrics).
     """
 
-    def __init__(self, table: Any, fn: Callable[[Any], Any]) -> None:
+    def __init__(self, table: Any, fn: Callable[[Any], Any], latency_scale: float = 1.0,
+                 energy_scale: float = 1.0) -> None:
         self.table, self.fn = table, fn
+        self.latency_scale, self.energy_scale = latency_scale, energy_scale
 
     def predict(self, netspec: NetSpec) -> float:
-        """Seconds for the whole network."""
+        """Latency of the whole network (seconds, times ``latency_scale``)."""
         self.table.fill(netspec.layers, self.fn)
-        return float(self.table.predict(netspec))
+        return float(self.table.predict(netspec)) * self.latency_scale
 
     def predict_energy(self, netspec: NetSpec) -> float:
-        """Picojoules for the whole network."""
+        """Energy of the whole network (picojoules, times ``energy_scale``)."""
         self.table.fill(netspec.layers, self.fn)
-        return float(self.table.predict_energy(netspec))
+        return float(self.table.predict_energy(netspec)) * self.energy_scale
+
+
+# Units of `accelerator_pricer`: (latency scale from seconds, energy scale from picojoules).
+PRICER_UNITS = {"s_pj": (1.0, 1.0), "ms_mj": (1e3, 1e-9)}
+
+
+def accelerator_pricer(accel: Any, units: str = "s_pj") -> FilledTable:
+    """Prices networks on one accelerator (`hwsearch.hwmodel.Accelerator`) by the accelerator model,
+    layer by layer through a `LatencyTable` filled on first use.
+
+    ``units``: ``s_pj`` (seconds, picojoules; the ``amc``/``haq`` searchers' budgets) or ``ms_mj``
+    (milliseconds, millijoules: the ``latency_ms`` / ``energy_mj`` a NAAS triple carries, which its
+    refinement takes as the budget)."""
+    try:
+        latency_scale, energy_scale = PRICER_UNITS[units]
+    except KeyError:
+        raise UnknownName(f"unknown pricer units {units!r}; known: {', '.join(PRICER_UNITS)}") from None
+    return FilledTable(LatencyTable("model", model_fingerprint(accel)), lambda layer: model_entry(layer, accel),
+                       latency_scale, energy_scale)
 
 
 def _bitops(net: NetSpec) -> float:
@@ -220,5 +244,5 @@ def _first_true(pred: Callable[[int], bool], lo: int, hi: int) -> int | None:
     return best
 
 
-__all__ = ["Budget", "BudgetClipper", "ClipResult", "CostPredictor", "FilledTable", "METRICS", "PREDICTED_METRICS", "State",
-           "cost_function", "metric_names"]
+__all__ = ["Budget", "BudgetClipper", "ClipResult", "CostPredictor", "FilledTable", "METRICS", "PREDICTED_METRICS",
+           "PRICER_UNITS", "State", "accelerator_pricer", "cost_function", "metric_names"]

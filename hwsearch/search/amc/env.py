@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import gymnasium as gym
@@ -24,12 +24,10 @@ import numpy as np
 
 from hwsearch.errors import ConfigError
 from hwsearch.ir import LayerSpec, NetSpec
-from hwsearch.search.amc.budget import Budget, BudgetClipper, CostPredictor, State, cost_function
+from hwsearch.search.amc.budget import BudgetClipper, CostPredictor, State, cost_function
+from hwsearch.search.amc.settings import FLOAT_BITS, KNOBS, MODES, EnvConfig
 
-KNOBS = ("keep", "w_bits", "a_bits")
-MODES: dict[str, tuple[str, ...]] = {"amc": ("keep",), "haq": ("w_bits", "a_bits"), "joint": KNOBS}
 OP_TYPES = ("conv", "dwconv", "linear")
-FLOAT_BITS = 32
 
 
 @dataclass(frozen=True)
@@ -72,60 +70,6 @@ class CompressionProblem(Protocol):
 
     # Optional: ``confidence(state) -> float``, the mean probability of the true label on the same
     # subset. Where a problem has it, it ranks policies of equal accuracy (see `CompressionEnv.best`).
-
-
-@dataclass(frozen=True)
-class EnvConfig:
-    """What is searched and under which budget."""
-
-    mode: str = "amc"
-    budget: Budget = field(default_factory=lambda: Budget("macs", ratio=0.5))
-    max_sparsity: float = 0.8
-    round_to: int = 8
-    min_bits: int = 2
-    max_bits: int = 8
-    fixed_a_bits: int | None = None  # set: activations stay at this width and are not searched
-    fixed_w_bits: int | None = None  # in amc mode: weights stay at this width (None: float)
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ConfigError(f"mode={self.mode!r} is unknown; use one of {', '.join(MODES)}")
-        if not 0.0 <= self.max_sparsity < 1.0:
-            raise ConfigError(f"max_sparsity={self.max_sparsity!r} must lie in [0, 1)")
-        if not isinstance(self.round_to, int) or self.round_to < 1:
-            raise ConfigError(f"round_to={self.round_to!r} must be a positive integer")
-        if not 1 <= self.min_bits <= self.max_bits <= 8:
-            raise ConfigError(f"bits range {self.min_bits}..{self.max_bits} must satisfy 1 <= min <= max <= 8")
-        for name in ("fixed_a_bits", "fixed_w_bits"):
-            v = getattr(self, name)
-            if v is not None and not (1 <= v <= 8 or v == FLOAT_BITS):
-                raise ConfigError(f"{name}={v!r} must be 1..8 or 32 (float)")
-
-    @property
-    def knobs(self) -> tuple[str, ...]:
-        """Knobs the action controls, in action order."""
-        knobs = MODES[self.mode]
-        if self.fixed_a_bits is not None:
-            knobs = tuple(k for k in knobs if k != "a_bits")
-        return knobs
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict."""
-        return {"mode": self.mode, "budget": self.budget.to_dict(), "max_sparsity": self.max_sparsity,
-                "round_to": self.round_to, "min_bits": self.min_bits, "max_bits": self.max_bits,
-                "fixed_a_bits": self.fixed_a_bits, "fixed_w_bits": self.fixed_w_bits}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> EnvConfig:
-        """Inverse of `to_dict`; unknown keys are an error."""
-        known = set(cls.__dataclass_fields__)
-        extra = set(d) - known
-        if extra:
-            raise ConfigError(f"unknown environment key(s) {sorted(extra)}; known: {sorted(known)}")
-        kw = dict(d)
-        if isinstance(kw.get("budget"), Mapping):
-            kw["budget"] = Budget.from_dict(kw["budget"])
-        return cls(**kw)
 
 
 def channel_options(channels: int, max_sparsity: float, round_to: int) -> list[int]:
@@ -392,9 +336,8 @@ class CompressionEnv(gym.Env):
         most confident (highest mean probability of the true label), then the earliest.
 
         On a validation subset of a few hundred images many policies tie on accuracy, and which tied
-        policy wins decided the test accuracy by up to a point. The confidence breaks such ties with a
-        finer measurement of the same images: in 3 seeds x (agent, random, TPE) x two 4-bit settings it
-        raised the mean test accuracy of the chosen policies in 5 of 6 cases and lowered it in none."""
+        policy wins can move the test accuracy by a point. The confidence breaks such ties with a finer
+        measurement of the same images (see BENCHMARKS.md, section "Figures behind design choices")."""
         ok = [e for e in self.history if e.cost <= self.limit * (1 + 1e-9)]
         if not ok:
             return None

@@ -21,8 +21,16 @@ from typing import Any
 from ray.tune.search import Searcher
 
 from hwsearch.errors import ConfigError
+from hwsearch.hwmodel import Accelerator
 from hwsearch.io import atomic_write_text
-from hwsearch.search.amc.settings import COMPRESSION_REPORTS, CompressionSettings, HaqSettings
+from hwsearch.search.amc.budget import PREDICTED_METRICS, Budget
+from hwsearch.search.amc.settings import (
+    COMPRESSION_REPORTS,
+    AgentConfig,
+    CompressionSettings,
+    EnvConfig,
+    HaqSettings,
+)
 from hwsearch.search.engine.evaluators import Evaluation, Evaluator, SavedTrial, TrialContext
 from hwsearch.search.engine.searchers import SearchContext
 
@@ -84,17 +92,13 @@ def _tune_session() -> Any:
         return None
 
 
-def _predictor(settings: CompressionSettings) -> Any:
-    if settings.metric not in ("latency", "energy"):
+def _accelerator(settings: CompressionSettings) -> Any:
+    """The accelerator pricing a latency / energy budget (None for the analytic budgets)."""
+    if settings.metric not in PREDICTED_METRICS:
         return None
     if not settings.accelerator:
         raise ConfigError(f"searcher.settings.accelerator must name a preset for a {settings.metric} budget")
-    from hwsearch.estimators.latency_table import LatencyTable, model_entry, model_fingerprint
-    from hwsearch.hwmodel import Accelerator
-    from hwsearch.search.amc.budget import FilledTable
-
-    accel = Accelerator.preset(settings.accelerator)
-    return FilledTable(LatencyTable("model", model_fingerprint(accel)), lambda layer: model_entry(layer, accel))
+    return Accelerator.preset(settings.accelerator)
 
 
 class CompressionEvaluator(Evaluator):
@@ -104,12 +108,11 @@ class CompressionEvaluator(Evaluator):
     reports = COMPRESSION_REPORTS
 
     def evaluate(self, params: Mapping[str, Any], ctx: TrialContext) -> Evaluation:
+        # deferred: torch and stable-baselines3 load in the trial's worker, not on the driver that runs the searcher
         import torch
 
         from hwsearch.compress import compressed_netspec, fine_tune, fine_tune_recipe
-        from hwsearch.search.amc.agent import AgentConfig, CompressionAgent
-        from hwsearch.search.amc.budget import Budget
-        from hwsearch.search.amc.env import CompressionEnv, EnvConfig
+        from hwsearch.search.amc.pipeline import build_pipeline
         from hwsearch.search.amc.problem import TorchProblem
         from hwsearch.search.amc.trained_cache import trained_network
         from hwsearch.train import evaluate
@@ -129,11 +132,11 @@ class CompressionEvaluator(Evaluator):
         env_config = EnvConfig(mode=s.mode, budget=Budget.from_dict(spec["budget"]), max_sparsity=s.max_sparsity,
                                round_to=s.round_to, min_bits=s.min_bits, max_bits=s.max_bits,
                                fixed_a_bits=s.fixed_a_bits)
-        env = CompressionEnv(problem, env_config, predictor=_predictor(s))
         agent_config = AgentConfig(algo=s.algo, warmup_episodes=s.warmup_episodes, sigma=s.sigma,
                                    sigma_decay=s.sigma_decay, updates_per_episode=s.updates_per_episode,
                                    imitation_steps=s.imitation_steps, seed=cfg.searcher.seed + int(spec["budget_index"]))
-        agent = self._resume(env) or CompressionAgent(env, agent_config)
+        pipeline = build_pipeline(problem, env_config, agent_config, accelerator=_accelerator(s), resume=self._resume)
+        env, agent = pipeline.env, pipeline.agent
         resumed_at = agent.episodes_done
         if s.scan_evaluations >= 2 and not agent.scanned:
             agent.scan(s.scan_evaluations)
@@ -171,7 +174,7 @@ class CompressionEvaluator(Evaluator):
 
     def rebuild(self, saved: SavedTrial, space: Any) -> Any:
         """The compressed model: the base network rebuilt, the policy applied, the saved weights loaded."""
-        from hwsearch.compress import Policy, rebuild
+        from hwsearch.compress import Policy, rebuild  # deferred: torch
 
         choice = saved.choice
         model = rebuild(space.build(choice), Policy.from_dict(saved.read_json("policy")), space.input_shape(choice),
@@ -180,7 +183,7 @@ class CompressionEvaluator(Evaluator):
 
     @staticmethod
     def _resume(env: Any) -> Any:
-        from hwsearch.search.amc.agent import CompressionAgent
+        from hwsearch.search.amc.agent import CompressionAgent  # deferred: torch, stable-baselines3
 
         session = _tune_session()
         if session is None:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from hwsearch.compress.export import onnx_bytes
 from hwsearch.errors import RunError
 from hwsearch.io import atomic_write_bytes, atomic_write_json
 from hwsearch.search.engine import evaluators
@@ -85,7 +86,7 @@ def export_trial(run: RunDir, trial: str = "best", out: str | Path = "export", o
     buf = io.BytesIO()
     torch.jit.save(traced, buf)
     atomic_write_bytes(out / "model.torchscript.pt", buf.getvalue())
-    atomic_write_bytes(out / "model.onnx", _onnx_bytes(model, example, opset))
+    atomic_write_bytes(out / "model.onnx", onnx_bytes(model, example, opset))
     atomic_write_json(out / "choice.json", saved.choice)
     atomic_write_json(out / "netspec.json", net.to_dict())
     files = ["state_dict.pt", "model.torchscript.pt", "model.onnx", "choice.json", "netspec.json"]
@@ -115,14 +116,6 @@ def export_trial(run: RunDir, trial: str = "best", out: str | Path = "export", o
 def _torch_bytes(obj: Any) -> bytes:
     buf = io.BytesIO()
     torch.save(obj, buf)
-    return buf.getvalue()
-
-
-def _onnx_bytes(model: torch.nn.Module, example: torch.Tensor, opset: int) -> bytes:
-    buf = io.BytesIO()
-    # dynamo=False: the TorchScript-based exporter needs no onnxscript and handles every space's ops.
-    torch.onnx.export(model, (example,), buf, dynamo=False, opset_version=opset, input_names=["input"],
-                      output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
     return buf.getvalue()
 
 

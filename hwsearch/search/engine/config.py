@@ -21,8 +21,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from hwsearch import spaces
 from hwsearch.errors import ConfigError
 from hwsearch.recipe import Recipe
+from hwsearch.search.engine import evaluators, metrics, searchers
 
 CONFIG_VERSION = 1
 _CONSTRAINT = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(<=|>=|<|>|==)\s*([-+0-9.eE_]+)\s*$")
@@ -169,9 +171,6 @@ class ExperimentConfig(_Section):
 
     @model_validator(mode="after")
     def _names_are_registered(self) -> ExperimentConfig:
-        from hwsearch import spaces
-        from hwsearch.search.engine import evaluators, metrics, searchers
-
         if self.space.name not in spaces.names():
             raise ValueError(f"space.name {self.space.name!r} is unknown; known: {', '.join(spaces.names())}")
         if self.evaluation.evaluator not in evaluators.names():

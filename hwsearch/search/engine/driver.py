@@ -18,8 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from hwsearch.errors import HwsearchError, RunError
+from hwsearch.search.engine import searchers
 from hwsearch.search.engine.config import ExperimentConfig, parse_config
+from hwsearch.search.engine.evaluators import build_space, cached_data
+from hwsearch.search.engine.inspection import write_plots
 from hwsearch.search.engine.rundir import MARKER, RunDir, best_trial, row_document
+from hwsearch.search.engine.searchers import searcher_done, wait_for_end_work
 
 # Set before Ray is imported: no usage reporting over the network, no TensorBoard/CSV loggers.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -196,6 +200,7 @@ def _enable_token_auth() -> None:
 
 
 def _trainable(run: RunDir, config: ExperimentConfig):
+    # deferred: the trial module imports torch, which the driver process never needs
     from hwsearch.search.engine.trial import trainable
 
     resources = {"cpu": config.ray.cpus_per_trial, "gpu": config.ray.gpus_per_trial}
@@ -204,8 +209,6 @@ def _trainable(run: RunDir, config: ExperimentConfig):
 
 
 def _fit(tuner: Any, run: RunDir, config: ExperimentConfig) -> RunDir:
-    from hwsearch.search.engine.searchers import searcher_done, wait_for_end_work
-
     try:
         tuner.fit()
         wait_for_end_work()  # a searcher's final report (NAAS: front, plot, export) is part of the run
@@ -214,8 +217,6 @@ def _fit(tuner: Any, run: RunDir, config: ExperimentConfig) -> RunDir:
         raise
     done = len(run.trials())
     run.set_state("finished" if done >= config.budget.trials or searcher_done(run.path) else "stopped")
-    from hwsearch.search.engine.inspection import write_plots  # matplotlib is a dependency: no silent skip
-
     write_plots(run)
     return run
 

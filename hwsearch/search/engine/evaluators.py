@@ -35,6 +35,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from hwsearch import spaces
 from hwsearch.errors import RunError, SpecError
 from hwsearch.ir import NetSpec
 from hwsearch.registry import Registry
@@ -171,8 +172,6 @@ def cached_data(source: str, seed: int) -> Dataset:
 
 def build_space(config: ExperimentConfig, data: Dataset) -> SearchSpace:
     """The configured space, sized for the data's channels and classes."""
-    from hwsearch import spaces
-
     kwargs = {"in_channels": data.channels, "num_classes": data.num_classes, **config.space.options}
     return spaces.get(config.space.name, **kwargs)
 
@@ -197,7 +196,7 @@ class TrainEvaluator(Evaluator):
     def evaluate(self, params: Mapping[str, Any], ctx: TrialContext) -> Evaluation:
         import torch  # heavy libraries, deferred: see the module doc
 
-        from hwsearch.train import train_and_evaluate
+        from hwsearch.train import train_and_evaluate  # torch, deferred likewise
 
         ev = ctx.config.evaluation
         choice = choice_from_params(ctx.space, params)

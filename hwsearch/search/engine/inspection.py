@@ -6,12 +6,14 @@ each trial, so inspecting a live run is safe.
 
 from __future__ import annotations
 
+import io
 import itertools
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from hwsearch.io import atomic_write_bytes
 from hwsearch.search.engine.rundir import RunDir, best_trial, pareto_front, row_document, sort_by_primary
 
 
@@ -98,10 +100,6 @@ def write_plots(run: RunDir) -> list[Path]:
 
 
 def _save(fig: Any, path: Path) -> Path:
-    import io
-
-    from hwsearch.io import atomic_write_bytes
-
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     atomic_write_bytes(path, buf.getvalue())

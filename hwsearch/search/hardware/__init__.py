@@ -11,6 +11,10 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
+    "accelerator_metrics": "accelerator",
+    "configured_accelerator": "accelerator",
+    "at_configured_batch": "batch",
+    "configured_batch": "batch",
     "device_metrics": "device",
     "device_settings": "device",
 }

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from hwsearch.errors import ConfigError
 from hwsearch.hwmodel import Accelerator, hardware_metrics
 from hwsearch.ir import NetSpec
+from hwsearch.search.hardware.batch import at_configured_batch
 
 if TYPE_CHECKING:
     from hwsearch.search.engine.config import ExperimentConfig
@@ -39,7 +40,4 @@ def configured_accelerator(hardware: Mapping[str, Any]) -> Accelerator:
 def accelerator_metrics(net: NetSpec, config: ExperimentConfig) -> dict[str, float]:
     """Costs of the trial's network on the configured accelerator."""
     hardware = config.hardware
-    batch = int(hardware.get("batch", 1))
-    if batch < 1:
-        raise ConfigError(f"hardware.batch={batch} must be a positive integer")
-    return hardware_metrics(net.with_batch(batch), configured_accelerator(hardware))
+    return hardware_metrics(at_configured_batch(net, hardware), configured_accelerator(hardware))

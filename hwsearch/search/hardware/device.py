@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from hwsearch.errors import ConfigError
 from hwsearch.estimators.measured import device_latency_ms
 from hwsearch.ir import NetSpec
+from hwsearch.search.hardware.batch import at_configured_batch
 
 if TYPE_CHECKING:
     from hwsearch.search.engine.config import ExperimentConfig
@@ -54,10 +55,7 @@ def device_settings(hardware: Mapping[str, Any]) -> dict[str, Any]:
 def device_metrics(net: NetSpec, config: ExperimentConfig) -> dict[str, float]:
     """Predicted (and optionally measured) latency of the trial's network on this machine."""
     s = device_settings(config.hardware)
-    batch = int(config.hardware.get("batch", 1))
-    if batch < 1:
-        raise ConfigError(f"hardware.batch={batch} must be a positive integer")
-    ms = device_latency_ms(config.space.name, net.with_batch(batch), s["name"], s["threads"], s["statistic"],
+    ms = device_latency_ms(config.space.name, at_configured_batch(net, config.hardware), s["name"], s["threads"], s["statistic"],
                            s["cache_dir"], s["measure"], s["dtype"])
     dev = s["name"]
     out = {"latency_ms": ms["predicted"], f"{dev}_latency_ms": ms["predicted"], f"{dev}_lut_latency_ms": ms["lut"]}

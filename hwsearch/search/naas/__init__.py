@@ -64,7 +64,6 @@ _EXPORTS = {
     "inner_search": "problem",
     "layer_group": "problem",
     "quantize_layer": "problem",
-    "AcceleratorCost": "refine",
     "RefineSettings": "refine",
     "Refined": "refine",
     "refine": "refine",

@@ -25,25 +25,23 @@ import numpy as np
 import torch
 from torch import nn
 
+from hwsearch.compress import apply_policy
 from hwsearch.data import Dataset
 from hwsearch.errors import CorruptTable
 from hwsearch.search.naas.problem import QuantizedSpace
 from hwsearch.spaces.base import Choice
+from hwsearch.spaces.supernet import extract_subnet
 from hwsearch.train import evaluate
 
 
 def subnet(supernet: Any, data: Dataset, net_choice: Mapping[str, Any]) -> nn.Module:
     """The float sub-network ``net_choice`` cut from ``supernet``, BatchNorm recalibrated, eval mode."""
-    from hwsearch.spaces.supernet import extract_subnet
-
     return extract_subnet(supernet, data, net_choice).eval()
 
 
 def quantize(model: nn.Module, space: QuantizedSpace, choice: Mapping[str, Any], data: Dataset,
              calib_images: int = 256) -> nn.Module:
     """``model`` (the float network of ``choice``) under the choice's bit-width policy, calibrated."""
-    from hwsearch.compress import apply_policy
-
     net_choice, _ = space.split(choice)
     shape = space.net.input_shape(net_choice)
     calib = data.at_resolution(shape[1]).x_train[:calib_images]

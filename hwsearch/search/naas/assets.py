@@ -20,69 +20,15 @@ import numpy as np
 
 from hwsearch import spaces
 from hwsearch.data import load_data
-from hwsearch.errors import CorruptTable, RunError
+from hwsearch.errors import RunError
+from hwsearch.estimators.accuracy_predictor import OneHotRidge
 from hwsearch.io import atomic_write_json
 from hwsearch.search.naas.accuracy import BitsPenalty, CoSearchAccuracy, measure_bits_penalty
 from hwsearch.search.naas.problem import CoSearchProblem, QuantizedSpace, Reference
 from hwsearch.search.naas.settings import Assets, NaasSettings, reference_for
-from hwsearch.spaces.base import Choice, SearchSpace
+from hwsearch.spaces.base import Choice
 from hwsearch.spaces.supernet import SuperNet, accuracies, load_or_train, sample_choices
 from hwsearch.spaces.supernet.cache import load_supernet_state, space_kwargs_for
-
-# L2 strengths tried when fitting: one-hot genes of a few hundred measured sub-networks need anything
-# from almost none (an additive, noise-free target) to strong shrinkage (supernet accuracies).
-ALPHAS = tuple(float(a) for a in np.logspace(-3, 3, 13))
-
-
-class OneHotRidge:
-    """Accuracy of a sub-network from its one-hot encoding: ridge regression (closed form).
-
-    Once-for-All fits a small MLP on the same features; at the few hundred measured sub-networks a
-    two-core budget affords, a linear model on one-hot genes is as accurate and has no training noise.
-    Predictions are clipped to the range of the measured accuracies: the co-search maximises the
-    predictor, and a linear model summing the best gene of every block extrapolates past anything
-    measured (a default run predicted 100% for sub-networks that measured 90%). The penalty strength
-    is chosen by leave-one-out error (scikit-learn's `RidgeCV`): a fixed alpha of 1 left 5-fold MAE at
-    2.6 points where the chosen one (about 30) gives 1.9, and put 8% of random sub-networks at the clip,
-    where they all tie and the cheapest of them dominated the whole predicted front.
-    """
-
-    def __init__(self, space: SearchSpace, weights: np.ndarray, bias: float, floor: float = 0.0,
-                 ceiling: float = 1.0, alpha: float | None = None) -> None:
-        self.space, self.weights, self.bias = space, np.asarray(weights, dtype=float), float(bias)
-        self.floor, self.ceiling, self.alpha = float(floor), float(ceiling), alpha
-
-    @classmethod
-    def fit(cls, space: SearchSpace, choices: Sequence[Choice], acc: np.ndarray,
-            alpha: float | None = None) -> OneHotRidge:
-        """Ridge regression (bias not penalised) with L2 strength ``alpha``, or the `ALPHAS` one of least leave-one-out error."""
-        from sklearn.linear_model import RidgeCV
-
-        x = np.stack([space.one_hot(c) for c in choices]).astype(float)
-        y = np.asarray(acc, dtype=float)
-        model = RidgeCV(alphas=list(ALPHAS if alpha is None else (alpha,))).fit(x, y)
-        return cls(space, model.coef_, float(model.intercept_), float(y.min()), float(y.max()), float(model.alpha_))
-
-    def __call__(self, choices: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        """Predicted accuracies (fraction), vectorised."""
-        if not choices:
-            return np.zeros(0)
-        x = np.stack([self.space.one_hot(c) for c in choices]).astype(float)
-        return np.clip(x @ self.weights + self.bias, self.floor, self.ceiling)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict."""
-        return {"kind": "onehot-ridge", "weights": self.weights.tolist(), "bias": self.bias, "floor": self.floor,
-                "ceiling": self.ceiling, "alpha": self.alpha}
-
-    @classmethod
-    def from_dict(cls, space: SearchSpace, d: Mapping[str, Any]) -> OneHotRidge:
-        """Inverse of `to_dict`, checked against the space's encoding length."""
-        w = np.asarray(d.get("weights", []), dtype=float)
-        if d.get("kind") != "onehot-ridge" or w.shape != space.one_hot(space.reference("smallest")).shape:
-            raise CorruptTable("predictor.json does not hold a one-hot ridge model of this space")
-        return cls(space, w, float(d["bias"]), float(d.get("floor", 0.0)), float(d.get("ceiling", 1.0)),
-                   d.get("alpha"))
 
 
 def build_assets(folder: Path, space_name: str, space_options: Mapping[str, Any], data_source: str, data_seed: int,

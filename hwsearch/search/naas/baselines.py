@@ -18,33 +18,22 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from hwsearch.errors import UnknownName
 from hwsearch.hwmodel import Accelerator
+from hwsearch.registry import Registry
 from hwsearch.search.naas.problem import CoSearchProblem, InnerSettings, Triple, inner_search
+from hwsearch.search.naas.settings import retarget
 from hwsearch.spaces.accelerator import AcceleratorSpace
 
 Baseline = Callable[[CoSearchProblem, AcceleratorSpace, int, int], list[Triple]]
-BASELINES: dict[str, Baseline] = {}
-
-
-def register(name: str) -> Callable[[Baseline], Baseline]:
-    """Decorator adding a baseline ``fn(problem, accel_space, evaluations, seed) -> triples``."""
-
-    def add(fn: Baseline) -> Baseline:
-        BASELINES[name] = fn
-        return fn
-
-    return add
+# Baselines ``fn(problem, accel_space, evaluations, seed) -> triples`` by name; ``@register(name)`` adds one.
+BASELINES: Registry[Baseline] = Registry("co-search baseline")
+register = BASELINES.register
 
 
 def run_baseline(name: str, problem: CoSearchProblem, accel_space: AcceleratorSpace, evaluations: int,
                  seed: int = 0) -> list[Triple]:
     """Every triple baseline ``name`` evaluated within ``evaluations``."""
-    try:
-        fn = BASELINES[name]
-    except KeyError:
-        raise UnknownName(f"unknown co-search baseline {name!r}; known: {', '.join(sorted(BASELINES))}") from None
-    return fn(problem, accel_space, evaluations, seed)
+    return BASELINES.get(name)(problem, accel_space, evaluations, seed)
 
 
 @register("random")
@@ -105,8 +94,6 @@ def presets_network_only(problem: CoSearchProblem, accel_space: AcceleratorSpace
                          presets: Sequence[str] = ("eyeriss", "nvdla-small", "edge-systolic", "bitfusion"),
                          archive: bool = True) -> list[Triple]:
     """The network (and bits) searched alone on each preset; every evaluated triple is returned."""
-    from hwsearch.search.naas.cosearch import retarget
-
     settings = preset_inner(evaluations, len(presets))
     out: list[Triple] = []
     for i, name in enumerate(presets):

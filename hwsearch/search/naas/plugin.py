@@ -25,14 +25,20 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
-from hwsearch.errors import ConfigError, RunError, SpecError
+from hwsearch.compress import Policy, rebuild
+from hwsearch.errors import ConfigError, HwsearchError, RunError, SpecError
+from hwsearch.hwmodel import hardware_metrics
 from hwsearch.io import atomic_write_text
 from hwsearch.search.engine.driver import record_saved_trials, tune_trial_states
 from hwsearch.search.engine.evaluators import Evaluation, Evaluator, SavedTrial, TrialContext
-from hwsearch.search.engine.searchers import SearchContext, mark_searcher_done
+from hwsearch.search.engine.rundir import RunDir
+from hwsearch.search.engine.searchers import SearchContext, mark_searcher_done, run_at_end
 from hwsearch.search.naas.assets import load_assets, prepare_assets
+from hwsearch.search.naas.cosearch import evaluate_accelerator
 from hwsearch.search.naas.evolution import FINISHED, WAIT, NaasEvolution
-from hwsearch.search.naas.problem import Triple
+from hwsearch.search.naas.problem import Reference, Triple
+from hwsearch.search.naas.refine import RefineSettings, refine
+from hwsearch.search.naas.report import write_report
 from hwsearch.search.naas.settings import ASSETS, NAAS_REPORTS, NaasSettings
 
 STATE = "searcher-state.json"  # the write-ahead copy of the searcher state, in the run's asset folder
@@ -86,8 +92,6 @@ class NaasSearcher(Searcher):
         return {"run_dir": self.run_dir, "reported": self.reported, "evolution": self.evolution.state()}
 
     def _all_recorded(self) -> bool:
-        from hwsearch.search.engine.rundir import RunDir
-
         try:
             df = RunDir(Path(self.run_dir)).trials()
         except RunError:
@@ -101,8 +105,6 @@ class NaasSearcher(Searcher):
         table, and stops asking for proposals once the budget is spent, so the report runs in a
         thread that waits for the table to hold every trial; the driver waits for the thread before it
         marks the run finished (`searchers.run_at_end`)."""
-        from hwsearch.search.engine.searchers import run_at_end
-
         self.reported = True
         evo = self.evolution
         predicted = evo.front()
@@ -110,9 +112,6 @@ class NaasSearcher(Searcher):
         run_at_end(lambda: self._final_report(predicted, fitness), name="naas-report")
 
     def _final_report(self, predicted: list, fitness: dict) -> None:
-        from hwsearch.errors import HwsearchError
-        from hwsearch.search.naas.report import write_report
-
         for _ in range(600):
             if self._all_recorded():
                 break
@@ -225,8 +224,6 @@ def naas_searcher(ctx: SearchContext) -> NaasSearcher:
     folder = Path(ctx.run_dir) / ASSETS
     info = prepare_assets(folder, cfg.space.name, cfg.space.options, cfg.data.source, cfg.data.seed, s,
                           seed=ctx.seed, progress=_say)
-    from hwsearch.search.naas.problem import Reference
-
     evo = NaasEvolution(space, s.outer(), ctx.seed, Reference(**info["reference"]))
     return NaasSearcher(evo, str(ctx.run_dir), ctx.metrics[0], ctx.modes[0])
 
@@ -254,9 +251,6 @@ class NaasEvaluator(Evaluator):
         raise SpecError(f"a naas proposal holds 'accel' or 'refine', got keys {sorted(params)}")
 
     def _accelerator(self, params: Mapping[str, Any], assets: Any, ctx: TrialContext) -> Evaluation:
-        from hwsearch.hwmodel import hardware_metrics
-        from hwsearch.search.naas.cosearch import evaluate_accelerator
-
         s = NaasSettings.model_validate(ctx.config.searcher.settings)  # this run's settings, not the assets'
         space = s.space()
         result, accel = evaluate_accelerator(assets.problem, space, params["accel"], s.inner(), int(params["seed"]),
@@ -281,8 +275,6 @@ class NaasEvaluator(Evaluator):
         return Evaluation(choice=net_choice, netspec=net, metrics=metrics, model=None, documents=docs)
 
     def _refine(self, params: Mapping[str, Any], assets: Any, ctx: TrialContext) -> Evaluation:
-        from hwsearch.search.naas.refine import RefineSettings, refine
-
         s = NaasSettings.model_validate(ctx.config.searcher.settings)  # this run's settings, not the assets'
         triple = Triple.from_dict(params["refine"])
         rs = RefineSettings(agent_episodes=s.agent_episodes, finetune_epochs=s.finetune_epochs,
@@ -295,8 +287,6 @@ class NaasEvaluator(Evaluator):
 
     def rebuild(self, saved: SavedTrial, space: Any) -> Any:
         """The refined, compressed network with its fine-tuned weights."""
-        from hwsearch.compress import Policy, rebuild
-
         choice = saved.choice
         policy = Policy.from_dict(saved.read_json("policy"))
         model = rebuild(space.build(choice), policy, space.input_shape(choice), saved.state_dict())

@@ -73,7 +73,7 @@ class QuantizedSpace(SearchSpace):
 
     def policy(self, choice: Mapping[str, Any]) -> Policy:
         """The compression `Policy` (per-layer w/a bits) of a joint choice."""
-        from hwsearch.compress import LayerPolicy, Policy
+        from hwsearch.compress import LayerPolicy, Policy  # deferred: torch (settings import this module)
 
         net_choice, bits = self.split(choice)
         layers = {}
@@ -92,7 +92,7 @@ class QuantizedSpace(SearchSpace):
 
     def build(self, choice: Mapping[str, Any]) -> torch.nn.Module:
         """A freshly initialised, fake-quantized network (activation ranges still to calibrate)."""
-        from hwsearch.compress import apply_policy
+        from hwsearch.compress import apply_policy  # deferred: torch
 
         net_choice, _ = self.split(choice)
         return apply_policy(self.net.build(net_choice), self.policy(choice), self.net.input_shape(net_choice))

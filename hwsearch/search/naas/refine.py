@@ -2,7 +2,9 @@
 
 The sub-network is cut from the supernet (BatchNorm recalibrated). The AMC/HAQ agent then walks its
 layers in ``joint`` mode (kept channels and weight/activation bits per layer) under a latency budget
-equal to the triple's latency on the triple's accelerator, priced by the accelerator model. The
+equal to the triple's latency on the triple's accelerator, priced by the accelerator model; the
+environment, pricer and agent come from `hwsearch.search.amc.pipeline`, as the ``compression``
+evaluator's do. The
 triple's own group bit-widths are recorded as the first policy of the environment, so the agent's
 answer (the most accurate policy within budget) is never worse than the inner search's on the
 validation subset. The chosen policy is applied, fine-tuned for a few epochs, and its test accuracy
@@ -19,36 +21,29 @@ import numpy as np
 import torch
 from torch import nn
 
+from hwsearch.compress import compressed_netspec, fine_tune, fine_tune_recipe
 from hwsearch.data import Dataset
-from hwsearch.hwmodel import Accelerator, hardware_metrics, network_cost
+from hwsearch.hwmodel import Accelerator, hardware_metrics
 from hwsearch.ir import NetSpec
+from hwsearch.search.amc.budget import Budget
+from hwsearch.search.amc.pipeline import build_pipeline
+from hwsearch.search.amc.problem import TorchProblem
+from hwsearch.search.amc.settings import AgentConfig, EnvConfig
 from hwsearch.search.naas.accuracy import accuracy_on, quantize, subnet
 from hwsearch.search.naas.problem import QuantizedSpace, Triple, layer_group
 
-
-class AcceleratorCost:
-    """Prices a NetSpec on one accelerator for the agent's budget: `predict` is latency in ms."""
-
-    def __init__(self, accel: Accelerator) -> None:
-        self.accel = accel
-
-    def predict(self, netspec: NetSpec) -> float:
-        """Latency (ms) of ``netspec`` on the accelerator."""
-        return network_cost(netspec, self.accel).latency_s * 1e3
-
-    def predict_energy(self, netspec: NetSpec) -> float:
-        """Energy (mJ) of ``netspec`` on the accelerator."""
-        return network_cost(netspec, self.accel).energy_pj * 1e-9
+# Refinement's own values of two AMC settings, passed explicitly: a few episodes on one triple, not
+# the whole search `AgentConfig` and `EnvConfig` default to.
+WARMUP_EPISODES = 4  # at most the episodes the agent plays
+MAX_SPARSITY = 0.5
 
 
 @dataclass(frozen=True)
 class RefineSettings:
-    """How much work refinement may spend per triple."""
+    """How much work refinement may spend per triple (the run's `NaasSettings` gives each)."""
 
-    agent_episodes: int = 8
-    warmup_episodes: int = 4
-    finetune_epochs: int = 1
-    max_sparsity: float = 0.5
+    agent_episodes: int
+    finetune_epochs: int
     seed: int = 0
 
 
@@ -65,14 +60,8 @@ class Refined:
 
 
 def refine(supernet: Any, data: Dataset, space: QuantizedSpace, triple: Triple,
-           settings: RefineSettings = RefineSettings()) -> Refined:
+           settings: RefineSettings) -> Refined:
     """Agent-refine, fine-tune and measure ``triple`` (see the module doc)."""
-    from hwsearch.compress import compressed_netspec, fine_tune, fine_tune_recipe
-    from hwsearch.search.amc.agent import AgentConfig, CompressionAgent
-    from hwsearch.search.amc.budget import Budget
-    from hwsearch.search.amc.env import CompressionEnv, EnvConfig
-    from hwsearch.search.amc.problem import TorchProblem
-
     accel = Accelerator.from_dict(triple.accel)
     net_choice, bits = space.split(triple.choice)
     shape = space.net.input_shape(net_choice)
@@ -87,16 +76,15 @@ def refine(supernet: Any, data: Dataset, space: QuantizedSpace, triple: Triple,
     problem = TorchProblem(float_model, shape, d.x_val, d.y_val, calib=d.x_train[:256])
     quant_bits = [b for b in space.bits if b != 32]
     cfg = EnvConfig(mode="joint", budget=Budget("latency", value=triple.latency_ms * (1 + 1e-9)),
-                    max_sparsity=settings.max_sparsity, min_bits=min(quant_bits), max_bits=max(quant_bits))
-    env = CompressionEnv(problem, cfg, predictor=AcceleratorCost(accel), reference_accuracy=float_acc)
-    start = _state_of(env, bits)
-    env.record(start, "naas")
-    episodes = 0
+                    max_sparsity=MAX_SPARSITY, min_bits=min(quant_bits), max_bits=max(quant_bits))
+    agent_config = None
     if settings.agent_episodes > 0:
-        agent = CompressionAgent(env, AgentConfig(warmup_episodes=min(settings.warmup_episodes,
-                                                                       settings.agent_episodes),
-                                                  seed=settings.seed))
-        episodes = len(agent.train(settings.agent_episodes))
+        agent_config = AgentConfig(warmup_episodes=min(WARMUP_EPISODES, settings.agent_episodes), seed=settings.seed)
+    # the triple's latency_ms is the budget, so the pricer answers in milliseconds
+    pipeline = build_pipeline(problem, cfg, agent_config, accelerator=accel, units="ms_mj",
+                              reference_accuracy=float_acc, known=lambda env: [(_state_of(env, bits), "naas")])
+    env = pipeline.env
+    episodes = len(pipeline.agent.train(settings.agent_episodes)) if pipeline.agent is not None else 0
     best = env.best or env.history[0]
     policy = problem.policy(best.as_state())
     model = problem.apply(best.as_state())
@@ -128,4 +116,4 @@ def _state_of(env: Any, bits: Mapping[str, int]) -> dict[str, np.ndarray]:
     return state
 
 
-__all__ = ["AcceleratorCost", "RefineSettings", "Refined", "refine"]
+__all__ = ["MAX_SPARSITY", "RefineSettings", "Refined", "WARMUP_EPISODES", "refine"]

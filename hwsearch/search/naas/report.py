@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 
 from hwsearch.io import atomic_write_json
+from hwsearch.search.engine.bundle import export_trial
+from hwsearch.search.engine.rundir import RunDir
 from hwsearch.search.naas.problem import Triple, front_of
 from hwsearch.search.pareto import nondominated
 
@@ -50,8 +52,6 @@ def best_pair(df: pd.DataFrame) -> dict[str, Any] | None:
 def write_report(run_path: str | Path, predicted: Sequence[Triple], trial_fitness: dict[str, float],
                  export: bool = True) -> dict[str, Any]:
     """Write ``front.json`` and ``pareto.png``, export the best pair; returns the summary."""
-    from hwsearch.search.engine.rundir import RunDir
-
     run = RunDir(Path(run_path))
     df = run.trials()
     front = final_front(df)
@@ -66,8 +66,6 @@ def write_report(run_path: str | Path, predicted: Sequence[Triple], trial_fitnes
     atomic_write_json(out / "front.json", summary)
     plot_fronts(pred_front, measured_rows(df), out / "pareto.png")
     if export and best is not None:
-        from hwsearch.search.engine.bundle import export_trial
-
         res = export_trial(run, trial=str(best["trial_id"]), out=Path(run_path) / "exports" / "best")
         summary["export"] = {"out": str(res.out), "onnx_test_acc": res.onnx_test_acc,
                              "torchscript_test_acc": res.torchscript_test_acc}

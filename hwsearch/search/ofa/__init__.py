@@ -21,6 +21,7 @@ _EXPORTS = {
     "Feasibility": "evolution",
     "SearchResult": "evolution",
     "evolve": "evolution",
+    "random_sampling": "evolution",
     "random_search": "evolution",
     "EvolutionSearcher": "searcher",
     "constraints_from_config": "searcher",

@@ -11,7 +11,7 @@ resumes exactly where it stopped.
 
 Two ways to use it: `evolve` runs the loop against a vectorised score function (the accuracy
 predictor: the cheap inner loop OFA runs), and the ``evolution`` searcher of the engine proposes one
-trial at a time (each trial extracts and measures a sub-network). `random_search` is the baseline at
+trial at a time (each trial extracts and measures a sub-network). `random_sampling` is the baseline at
 the same number of score queries.
 """
 
@@ -232,8 +232,8 @@ def evolve(space: SearchSpace, score: ScoreFn, settings: EvolutionSettings = Evo
                         feasible.costs(choice) if feasible is not None else {})
 
 
-def random_search(space: SearchSpace, score: ScoreFn, budget: int, feasible: Feasibility | None = None,
-                  seed: int = 0, batch: int = 100) -> SearchResult:
+def random_sampling(space: SearchSpace, score: ScoreFn, budget: int, feasible: Feasibility | None = None,
+                    seed: int = 0, batch: int = 100) -> SearchResult:
     """The baseline: ``budget`` random feasible choices, scored in batches; the best wins."""
     rng = np.random.default_rng(seed)
     check = feasible or (lambda c: True)
@@ -259,5 +259,10 @@ def random_search(space: SearchSpace, score: ScoreFn, budget: int, feasible: Fea
                         feasible.costs(best_c) if feasible is not None else {})
 
 
+# The name before `random_sampling`, which clashed with the ``random`` searcher's module
+# (`hwsearch.search.generic.random_search`); kept for one release.
+random_search = random_sampling
+
+
 __all__ = ["Constraints", "CostModel", "Evolution", "EvolutionSettings", "Feasibility", "SearchResult", "evolve",
-           "random_search"]
+           "random_sampling", "random_search"]

@@ -190,3 +190,38 @@ def test_episode_confidence_survives_a_round_trip_and_old_records_read_as_unknow
     assert Episode.from_dict(episode.to_dict()) == episode
     old = {k: v for k, v in episode.to_dict().items() if k != "confidence"}
     assert np.isnan(Episode.from_dict(old).confidence)
+
+
+def test_the_accelerator_pricer_in_milliseconds_equals_the_accelerator_models_network_cost(vit_problem):
+    from hwsearch.hwmodel import Accelerator, network_cost
+    from hwsearch.search.amc.budget import accelerator_pricer
+
+    accel = Accelerator.preset("bitfusion")
+    seconds, millis = accelerator_pricer(accel), accelerator_pricer(accel, "ms_mj")
+    env = CompressionEnv(vit_problem, EnvConfig(mode="joint", budget=Budget("macs", ratio=0.7)))
+    for seed in range(3):
+        net = vit_problem.netspec(_random_state(env, seed))
+        cost = network_cost(net, accel)
+        assert millis.predict(net) == cost.latency_s * 1e3 and millis.predict_energy(net) == cost.energy_pj * 1e-9
+        assert seconds.predict(net) == cost.latency_s and seconds.predict_energy(net) == cost.energy_pj
+
+
+def test_the_searcher_settings_and_the_agent_refuse_the_same_values_with_the_same_defaults():
+    from pydantic import ValidationError
+
+    from hwsearch.search.amc.settings import AgentConfig, CompressionSettings
+
+    s = CompressionSettings()
+    assert (s.warmup_episodes, s.sigma, s.max_sparsity, s.round_to, s.min_bits) == (
+        AgentConfig().warmup_episodes, AgentConfig().sigma, EnvConfig().max_sparsity, EnvConfig().round_to,
+        EnvConfig().min_bits)
+    for key, value in (("warmup_episodes", -1), ("sigma_decay", 0.0), ("updates_per_episode", 0)):
+        with pytest.raises(ValidationError):
+            CompressionSettings(**{key: value, "episodes": 50})
+        with pytest.raises(ConfigError, match=key):
+            AgentConfig(**{key: value})
+    for key, value in (("max_sparsity", 1.0), ("round_to", 0), ("min_bits", 0), ("fixed_a_bits", 16)):
+        with pytest.raises(ValidationError):
+            CompressionSettings(**{key: value})
+        with pytest.raises(ConfigError, match=key):
+            EnvConfig(**{key: value})

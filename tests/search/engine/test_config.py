@@ -12,7 +12,7 @@ import yaml
 from hwsearch.errors import ConfigError
 from hwsearch.search.engine.config import Constraint, default_config_path, load_config, parse_config
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]  # the repository
 
 
 def test_default_config_loads_and_is_the_packaged_copy():

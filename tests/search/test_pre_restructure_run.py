@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-FIXTURE = Path(__file__).resolve().parent / "fixtures" / "pre_restructure_run"
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "pre_restructure_run"
 KEPT = "082c40e8"  # the trial whose weights the fixture keeps
 
 # Old module path -> names other code or old pickles reach through it.

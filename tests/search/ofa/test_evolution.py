@@ -15,7 +15,7 @@ from hwsearch.search.ofa.evolution import (
     EvolutionSettings,
     Feasibility,
     evolve,
-    random_search,
+    random_sampling,
 )
 
 OPTIONS = {"in_channels": 1, "resolutions": [8, 12], "stem_width": 8, "first_width": 8,
@@ -50,7 +50,7 @@ def test_evolution_finds_a_better_feasible_choice_than_random_search_at_equal_qu
     feasible = Feasibility(space, Constraints(max_macs=largest * 0.5))
     settings = EvolutionSettings(population=20, generations=10)
     evo = evolve(space, index_sum(space), settings, feasible, seed=0, budget=200)
-    rnd = random_search(space, index_sum(space), 200, feasible, seed=0)
+    rnd = random_sampling(space, index_sum(space), 200, feasible, seed=0)
     assert evo.queries == rnd.queries == 200
     assert evo.best_score > rnd.best_score
     assert evo.best_costs["macs"] <= largest * 0.5
@@ -81,7 +81,7 @@ def test_a_latency_model_is_any_object_with_predict(space):
 
     limit = space.to_netspec(space.reference("smallest")).macs * 2e-9
     feasible = Feasibility(space, Constraints(max_latency_s=limit), MacsAsSeconds())
-    res = random_search(space, index_sum(space), 50, feasible, seed=0)
+    res = random_sampling(space, index_sum(space), 50, feasible, seed=0)
     assert res.best_costs["latency_s"] <= limit
 
 

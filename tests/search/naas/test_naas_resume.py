@@ -26,7 +26,7 @@ from hwsearch.search.naas.plugin import NaasSearcher
 from hwsearch.search.naas.problem import InnerSettings, inner_search
 from hwsearch.spaces.accelerator import AcceleratorSpace
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]  # the repository
 SETTINGS = OuterSettings(population=2, generations=2, parents=1, top_k=2)
 BUDGET = SETTINGS.trials + SETTINGS.top_k
 _IDS = itertools.count()

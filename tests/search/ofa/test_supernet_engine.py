@@ -15,7 +15,7 @@ from hwsearch.search.ofa.evaluator import SCHEDULE
 from hwsearch.spaces.supernet import SuperNet, schedule, supernet_key
 from hwsearch.spaces.supernet.cache import save_supernet
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]  # the repository
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]  # the repository
 METRICS = ["accuracy", "predicted_acc", "latency_ms", "energy_mj", "edp", "area_mm2", "hypervolume", "generation",
            "choice"]
 

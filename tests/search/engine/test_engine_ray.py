@@ -14,7 +14,7 @@ import yaml
 
 from hwsearch.search.engine.config import parse_config
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]  # the repository
 METRICS = ["val_acc", "test_acc", "macs", "params", "peak_activation_bytes", "choice"]
 
 
