@@ -251,9 +251,6 @@ def run_experiment(config: ExperimentConfig, name: str | None = None, address: s
 
 def _build_searcher(run: RunDir) -> Any:
     """The run's searcher over its space, built from its saved config (data loaded, assets prepared)."""
-    from hwsearch.search.engine import searchers
-    from hwsearch.search.engine.evaluators import build_space, cached_data
-
     config = run.config()
     data = cached_data(config.data.source, config.data.seed)
     return searchers.build(build_space(config, data), config, run.path)

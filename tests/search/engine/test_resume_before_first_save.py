@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import json
 
-from hwsearch.search.config import parse_config
-from hwsearch.search.naas_evolution import NaasEvolution, OuterSettings
-from hwsearch.search.naas_tune import NaasSearcher
-from hwsearch.search.rundir import RunDir
+from hwsearch.search.engine.config import parse_config
+from hwsearch.search.engine.driver import resume_experiment
+from hwsearch.search.engine.rundir import RunDir
+from hwsearch.search.naas.evolution import NaasEvolution, OuterSettings
+from hwsearch.search.naas.plugin import NaasSearcher
 from hwsearch.spaces.accelerator import AcceleratorSpace
 
 
 def test_a_run_killed_before_tunes_first_save_resumes_from_its_saved_config(ray_local, tmp_path, tiny_experiment):
-    from hwsearch.search.driver import resume_experiment
-
     cfg = parse_config(tiny_experiment(tmp_path, name="early", budget={"trials": 2}, ray={"workers": 1}))
     run = RunDir.create(tmp_path / "early", cfg)
     run.set_state("stopped")  # what a kill -9 during set-up leaves: the folder, its config, no Tune state
