@@ -1,7 +1,8 @@
 """What can be searched: a registry of search spaces.
 
 `get(name)` returns a `SearchSpace` (see `hwsearch.spaces.base`); `names()` lists them. Adding a
-space is one decorated factory in one new module, imported at the bottom of this file.
+space is one decorated factory in one new module, imported at the bottom of this file. A ``profile``
+option (`hwsearch.spaces.profiles`) is expanded here, so factories only ever see plain settings.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 from hwsearch.errors import UnknownName
 from hwsearch.spaces.base import Choice, Dim, SearchSpace
+from hwsearch.spaces.profiles import with_profile
 
 SPACES: dict[str, Callable[..., SearchSpace]] = {}
 
@@ -26,12 +28,12 @@ def register(name: str) -> Callable[[Callable[..., SearchSpace]], Callable[..., 
 
 
 def get(name: str, **kwargs: Any) -> SearchSpace:
-    """The space registered as ``name``, built with ``kwargs`` (e.g. ``resolution``, ``num_classes``)."""
+    """The space registered as ``name``, built with ``kwargs`` (e.g. ``resolution``, ``num_classes``, ``profile``)."""
     try:
         factory = SPACES[name]
     except KeyError:
         raise UnknownName(f"unknown space {name!r}; known: {', '.join(sorted(SPACES))}") from None
-    return factory(**kwargs)
+    return factory(**with_profile(name, kwargs))
 
 
 def names() -> list[str]:
