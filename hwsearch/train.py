@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
 from hwsearch.data import Dataset, batches
-from hwsearch.errors import ConfigError, HwsearchError
+from hwsearch.errors import ConfigError, HwsearchError, UnknownName
 
 
 class TrainingDiverged(HwsearchError):
@@ -51,6 +51,27 @@ class Recipe(BaseModel):
     threads: int | None = Field(None, ge=1, description="torch CPU threads (None: keep the current count)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     eval_batch_size: int = Field(512, ge=1)
+
+
+# Named recipes; a config spells the same fields under ``evaluation.recipe``.
+RECIPES: dict[str, Recipe] = {
+    "default": Recipe(),
+    # CIFAR-10 on a few CPU cores: batch 128 halves the optimizer steps of digits' 64, and the warm-up
+    # is short because a run here is a handful of epochs on a training subset.
+    "cifar10-cpu": Recipe(epochs=5, batch_size=128, lr=3e-3, warmup_epochs=0.5),
+    # CIFAR-10 on one GPU: the whole training split for long enough to approach converged accuracy;
+    # larger batches keep the device busy with these small networks. Not yet run on a GPU.
+    "cifar10-gpu": Recipe(epochs=100, batch_size=256, lr=4e-3, weight_decay=0.05, warmup_epochs=3,
+                          device="auto", eval_batch_size=1024),
+}
+
+
+def named_recipe(name: str) -> Recipe:
+    """The named recipe (default, cifar10-cpu, cifar10-gpu)."""
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise UnknownName(f"unknown training recipe {name!r}; known: {', '.join(RECIPES)}") from None
 
 
 @dataclass(frozen=True)
@@ -258,5 +279,5 @@ def _progress_bar(total: int) -> Any:
     return tqdm(total=total, desc="train", unit="epoch", leave=False)
 
 
-__all__ = ["EpochLog", "Recipe", "TrainResult", "TrainingDiverged", "augment_batch", "deterministic",
-           "evaluate", "pick_device", "train_and_evaluate"]
+__all__ = ["RECIPES", "EpochLog", "Recipe", "TrainResult", "TrainingDiverged", "augment_batch", "deterministic",
+           "evaluate", "named_recipe", "pick_device", "train_and_evaluate"]
