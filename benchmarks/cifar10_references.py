@@ -75,8 +75,8 @@ def main(argv: list[str] | None = None) -> None:
             runs = [train_once(name, options, choice, data, source, recipe, s) for s in args.seeds]
             hw = {a: hardware_metrics(at_8_bits(net), acc) for a, acc in accels.items()}
             row = {"space": name, "reference": ref, "resolution": space.input_shape(choice)[1], "macs": net.macs,
-                   "params": net.params, "test_acc": [r.test_acc for r in runs], "val_acc": [r.val_acc for r in runs],
-                   "train_s": statistics.median(r.train_time_s for r in runs),
+                   "params": net.params, "test_acc": [r["test_acc"] for r in runs],
+                   "val_acc": [r["val_acc"] for r in runs], "train_s": statistics.median(r["cpu_s"] for r in runs),
                    "hw": {a: {"latency_ms": m["latency_ms"], "energy_mj": m["energy_mj"]} for a, m in hw.items()}}
             print(json.dumps(row), file=sys.stderr, flush=True)
             rows.append(row)

@@ -4,7 +4,7 @@ Runs progressive shrinking of the cifar10-profile supernet (``ofa-mbv3`` and ``v
 `cifar10-cpu` schedule capped at a few steps per epoch on the CIFAR-10 training subset, measures the
 process CPU time of each phase (on a shared machine wall time says more about the neighbours than
 about the work) and extrapolates to the uncapped schedule: steps per epoch x epochs x CPU seconds
-per step. Writes the figures into BENCHMARKS.md.
+per step. Writes one section per space into BENCHMARKS.md.
 
     .venv/bin/python benchmarks/cifar10_supernet_cost.py [--spaces ofa-mbv3 vit] [--train-subset 10000]
         [--steps 3] [--threads 1] [--data ../shared/datasets/cifar10/cifar10-jpeg.tar.gz] [--no-write]
@@ -41,49 +41,45 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-write", action="store_true")
     args = p.parse_args(argv)
     data = load_data(f"cifar10:{args.data}?train_subset={args.train_subset}", seed=0)
-    rows = []
     for name in args.spaces:
         full = schedule("cifar10-cpu", name)
         capped = schedule({"preset": "cifar10-cpu", "max_steps_per_epoch": args.steps,
                            "recipe": {"threads": args.threads}}, name)
         steps_per_epoch = math.ceil(len(data.y_train) / full.recipe.batch_size)
-        space = spaces.get(name, profile="cifar10")
-        supernet = SuperNet(space)
+        supernet = SuperNet(spaces.get(name, profile="cifar10"))
         cpu: dict[str, float] = {}
-        last = time.process_time()
+        last = [time.process_time()]
 
-        def on_phase(log, cpu=cpu) -> None:
-            nonlocal last
+        def on_phase(log, cpu=cpu, last=last) -> None:
             now = time.process_time()
-            cpu[log.phase] = now - last
-            last = now
+            cpu[log.phase] = now - last[0]
+            last[0] = now
 
         train_supernet(supernet, data, capped, seed=0, on_phase=on_phase)
-        total = 0.0
-        parts = []
+        total, parts = 0.0, []
         for phase, epochs, _ in full.phases():
             if phase not in cpu:  # a phase the space lacks (a ViT has no kernel gene)
                 continue
             per_step = cpu[phase] / (epochs * args.steps)
             minutes = per_step * steps_per_epoch * epochs / 60
             total += minutes
-            parts.append(f"{phase} {per_step:.2f} s/step x {steps_per_epoch * epochs} = {minutes:.0f} min")
+            parts.append(f"{phase} {epochs} ep: {per_step:.2f} s/step x {steps_per_epoch * epochs} = {minutes:.0f} min")
         print(name, parts, f"total {total:.0f} min", file=sys.stderr, flush=True)
-        rows.append(f"| {name} | {'; '.join(parts)} | **{total:.0f}** |")
-    body = (
-        "## CIFAR-10: cost of the `cifar10-cpu` supernet schedule (extrapolated from capped phases)\n\n"
-        f"The cifar10 space profile, a stratified training subset of {args.train_subset:,} images, "
-        f"{args.threads} torch thread(s). Each phase of the schedule ran {args.steps} steps per epoch; its "
-        "process CPU time per step, times the uncapped steps, gives the minutes below (CPU time, i.e. "
-        "an otherwise idle core; a second core for the other trial of a two-worker run). The ViT has no "
-        f"kernel phase. Load average while measured: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores.\n\n"
-        "| space | phase: CPU s per step x steps = minutes | supernet minutes |\n|---|---|---|\n" + "\n".join(rows)
-    )
-    if not args.no_write:
-        cmd = "python benchmarks/cifar10_supernet_cost.py " + " ".join(argv if argv is not None else sys.argv[1:])
-        write_section(SECTION, body, cmd.strip())
-    print(body)
-
+        body = (
+            f"## CIFAR-10: cost of the `cifar10-cpu` supernet schedule for {name} (extrapolated from capped phases)\n\n"
+            f"The cifar10 space profile, a stratified training subset of {args.train_subset:,} images, "
+            f"{args.threads} torch thread(s), batch {full.recipe.batch_size}, {full.sandwich} random "
+            f"sub-network(s) per elastic step. Each phase ran {args.steps} steps per epoch; its process CPU "
+            "time per step, times the uncapped steps, gives the minutes below: CPU time, i.e. one otherwise "
+            "idle core (the machine was shared; wall time mostly measured the neighbours). Load average "
+            f"while measured: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores.\n\n"
+            "| phase: epochs, CPU s per step x steps = minutes | supernet CPU minutes |\n|---|---|\n"
+            f"| {'; '.join(parts)} | **{total:.0f}** |"
+        )
+        if not args.no_write:
+            cmd = "python benchmarks/cifar10_supernet_cost.py " + " ".join(argv if argv is not None else sys.argv[1:])
+            write_section(f"{SECTION}:{name}", body, cmd.strip())
+        print(body)
 
 if __name__ == "__main__":
     main()
