@@ -24,6 +24,7 @@ from benchmarks.cifar10_trained import train_once  # noqa: E402
 from benchmarks.report import ROOT, write_section  # noqa: E402
 from hwsearch import spaces  # noqa: E402
 from hwsearch.data import load_data  # noqa: E402
+from hwsearch.spaces.profiles import PROFILES  # noqa: E402
 from hwsearch.train import RECIPES  # noqa: E402
 
 SECTION = "cifar10_shapes"
@@ -41,6 +42,13 @@ def last_map(space: spaces.SearchSpace, choice: dict) -> int:
     """Side of the feature map the last stage produces."""
     net = space.to_netspec(choice)
     return next(layer.in_h for layer in net.layers if layer.name == "pool")
+
+
+def mbv3_like_macs(plan: str) -> int:
+    """MACs of the ``mbv3-like`` reference at 32x32 under ``plan``."""
+    stem, strides, _ = PLANS[plan]
+    space = spaces.get("ofa-mbv3", stem_stride=stem, strides=strides)
+    return space.to_netspec(space.reference("mbv3-like")).macs
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -66,6 +74,8 @@ def main(argv: list[str] | None = None) -> None:
         choice = space.reference("mbv3-like")
         net = space.to_netspec(choice)
         result = train_once("ofa-mbv3", options, choice, data, source, recipe, args.seed)
+        if options == {k: PROFILES["cifar10"]["ofa-mbv3"].get(k) for k in options}:
+            what += " (*profile*)"
         row = {"plan": key, "stem_stride": stem, "strides": list(strides), "what": what,
                "last_map": last_map(space, choice), "macs": net.macs, "params": net.params,
                "test_acc": result["test_acc"], "val_acc": result["val_acc"],
@@ -76,6 +86,9 @@ def main(argv: list[str] | None = None) -> None:
         f"| {r['plan']} | {r['stem_stride']} | {'/'.join(map(str, r['strides']))} | {r['what']} | "
         f"{r['last_map']}x{r['last_map']} | {r['macs'] / 1e6:.1f} | {r['params'] / 1e6:.2f} | "
         f"{100 * r['test_acc']:.1f} | {100 * r['val_acc']:.1f} | {r['epoch_s']:.0f} |" for r in rows)
+    skipped = [f"{k} ({PLANS[k][2]}, {mbv3_like_macs(k) / 1e6:.1f} MMACs)" for k in PLANS if k not in args.plans]
+    if skipped:
+        table += "\n\nDefined in the script but not trained in this run: " + "; ".join(skipped) + "."
     body = (
         "## CIFAR-10: ofa-mbv3 stride plans at 32x32 (`mbv3-like` reference, trained from scratch)\n\n"
         f"The shared JPEG copy of CIFAR-10; a stratified training subset of {args.train_subset:,} images "
@@ -85,8 +98,9 @@ def main(argv: list[str] | None = None) -> None:
         "validation on the 5,000 held-out images. A few epochs on a subset: far below published "
         "CIFAR-10 figures, and only the ranking is meant. Time per epoch is process CPU time (what one "
         "otherwise idle core would take; the machine was shared, so wall times mostly measured the "
-        "neighbours) and includes the validation pass; plan E is the cifar10 profile, its network the "
-        "`mbv3-like` row of the ofa-mbv3 reference table (one training, kept by `benchmarks/cifar10_trained.py`). "
+        "neighbours) and includes the validation pass. The plan marked *profile* is the cifar10 profile's: its "
+        "network is the `mbv3-like` row of the ofa-mbv3 reference table (one training, kept by "
+        "`benchmarks/cifar10_trained.py`). "
         f"Load average at the start: {load_avg:.1f} on {os.cpu_count()} cores.\n\n"
         "| plan | stem stride | stage strides | | last stage map | MMACs | M params | test % | val % | CPU s / epoch |\n"
         "|---|---|---|---|---|---|---|---|---|---|\n" + table
