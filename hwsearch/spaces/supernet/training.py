@@ -76,8 +76,8 @@ SCHEDULES: dict[str, Schedule] = {
                         lr_full=1e-2, lr_elastic=6e-3, recipe=Recipe(epochs=0, batch_size=32)),
     # CIFAR-10 on two CPU cores, meant for a training subset of 10,000 images (`cifar10?train_subset=10000`)
     # and the cifar10 space profile: batch 128 as the cifar10-cpu recipe and one random sub-network per
-    # step. Few epochs: at 6 / 2 / 2 / 4 the ofa-mbv3 supernet alone extrapolated to about two hours of
-    # one core (BENCHMARKS.md), more than a 90-minute benchmark can give it.
+    # step. Few epochs: 6 / 2 / 2 / 4 extrapolated to about two hours of one core for the ofa-mbv3
+    # supernet alone (at total stride 8), more than a 90-minute benchmark can give it.
     "cifar10-cpu": Schedule(epochs_full=4, epochs_kernel=1, epochs_depth=1, epochs_width=2, sandwich=1,
                             lr_full=3e-3, lr_elastic=1.5e-3,
                             recipe=Recipe(epochs=0, batch_size=128, warmup_epochs=0.5)),
