@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hwsearch.errors import UnknownName
+
 
 class Recipe(BaseModel):
     """Training settings; the defaults train the small CNNs and ViTs of the spaces on digits at 32x32
@@ -35,4 +37,25 @@ class Recipe(BaseModel):
     eval_batch_size: int = Field(512, ge=1)
 
 
-__all__ = ["Recipe"]
+# Named recipes; a config spells the same fields under ``evaluation.recipe``.
+RECIPES: dict[str, Recipe] = {
+    "default": Recipe(),
+    # CIFAR-10 on a few CPU cores: batch 128 halves the optimizer steps of digits' 64, and the warm-up
+    # is short because a run here is a handful of epochs on a training subset.
+    "cifar10-cpu": Recipe(epochs=5, batch_size=128, lr=3e-3, warmup_epochs=0.5),
+    # CIFAR-10 on one GPU: the whole training split for long enough to approach converged accuracy;
+    # larger batches keep the device busy with these small networks. Not yet run on a GPU.
+    "cifar10-gpu": Recipe(epochs=100, batch_size=256, lr=4e-3, weight_decay=0.05, warmup_epochs=3,
+                          device="auto", eval_batch_size=1024),
+}
+
+
+def named_recipe(name: str) -> Recipe:
+    """The named recipe (default, cifar10-cpu, cifar10-gpu)."""
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise UnknownName(f"unknown training recipe {name!r}; known: {', '.join(RECIPES)}") from None
+
+
+__all__ = ["RECIPES", "Recipe", "named_recipe"]

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from hwsearch.data import Dataset, batches
 from hwsearch.errors import ConfigError, HwsearchError
-from hwsearch.recipe import Recipe
+from hwsearch.recipe import RECIPES, Recipe, named_recipe
 
 
 class TrainingDiverged(HwsearchError):
@@ -235,5 +235,5 @@ def _progress_bar(total: int) -> Any:
     return tqdm(total=total, desc="train", unit="epoch", leave=False)
 
 
-__all__ = ["EpochLog", "Recipe", "TrainResult", "TrainingDiverged", "augment_batch", "deterministic",
-           "evaluate", "pick_device", "train_and_evaluate"]
+__all__ = ["RECIPES", "EpochLog", "Recipe", "TrainResult", "TrainingDiverged", "augment_batch", "deterministic",
+           "evaluate", "named_recipe", "pick_device", "train_and_evaluate"]

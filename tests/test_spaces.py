@@ -14,6 +14,7 @@ from hwsearch.cli import app
 from hwsearch.errors import ConfigError, SpecError, UnknownName
 from hwsearch.estimators.counters import count_params, trace_netspec
 from hwsearch.ir import NetSpec
+from hwsearch.spaces.profiles import PROFILES
 
 SPACES = spaces.names()
 RANDOM_CHOICES = 100
@@ -248,3 +249,74 @@ def test_built_networks_script_and_give_the_same_logits(name):
     x = torch.randn(2, *space.input_shape(choice))
     with torch.no_grad():
         assert torch.allclose(torch.jit.script(model)(x), model(x), atol=1e-5)
+
+
+# ---- CIFAR-10 shapes (the cifar10 profile) ----------------------------------------------------------
+CIFAR_SPACES = ["ofa-mbv3", "vit"]
+
+
+@pytest.mark.parametrize("name", CIFAR_SPACES)
+def test_cifar10_profile_networks_trace_exactly_to_their_netspec(name):
+    space = spaces.get(name, profile="cifar10")
+    rng = np.random.default_rng(20)
+    for choice in [space.reference(r) for r in space.references()] + [space.sample(rng) for _ in range(30)]:
+        model, traced = _traced(space, choice)
+        analytic = space.to_netspec(choice)
+        _assert_same_layers(traced, analytic)
+        assert traced.macs == analytic.macs
+        assert count_params(model) == analytic.params
+
+
+@pytest.mark.parametrize("name", CIFAR_SPACES)
+def test_cifar10_profile_keeps_the_named_references(name):
+    default, cifar = spaces.get(name), spaces.get(name, profile="cifar10")
+    assert cifar.references() == default.references()
+    assert {"largest", "smallest"} <= set(cifar.references())
+    assert cifar.input_shape(cifar.reference("largest")) == (3, 32, 32)
+    largest, smallest = (cifar.to_netspec(cifar.reference(r)) for r in ("largest", "smallest"))
+    assert largest.macs > smallest.macs
+
+
+def test_cifar10_ofa_mbv3_ends_its_last_stage_above_1x1_at_32x32_where_the_default_reaches_1x1():
+    def last_stage_side(space):
+        choice = {**space.reference("mbv3-like"), "resolution": 32}
+        return next(layer.in_h for layer in space.to_netspec(choice).layers if layer.name == "pool")
+
+    assert last_stage_side(spaces.get("ofa-mbv3")) == 1
+    assert last_stage_side(spaces.get("ofa-mbv3", profile="cifar10")) >= 2
+
+
+def test_cifar10_vit_cuts_a_32x32_image_into_64_tokens():
+    space = spaces.get("vit", profile="cifar10")
+    qk = next(layer for layer in space.to_netspec(space.reference("middle")).layers if layer.name == "blocks.0.attn.qk")
+    assert (qk.m, qk.k) == (64, 64)
+
+
+def test_the_defaults_stay_imagenet_strides_and_8x8_patches_without_a_profile():
+    mbv3, vit = spaces.get("ofa-mbv3"), spaces.get("vit")
+    assert (mbv3.stem_stride, mbv3.strides) == (2, (2, 2, 2, 1, 2))
+    assert (vit.resolution, vit.patch_size) == (32, 8)
+
+
+def test_options_given_beside_a_profile_override_it():
+    space = spaces.get("ofa-mbv3", profile="cifar10", strides=[2, 2, 2, 1, 2], resolutions=[32])
+    assert space.strides == (2, 2, 2, 1, 2) and space.resolutions == (32,)
+    assert space.stem_stride == PROFILES["cifar10"]["ofa-mbv3"].get("stem_stride", 2)
+
+
+@pytest.mark.parametrize("name, profile, match", [
+    ("ofa-mbv3", "imagenet-21k", "cifar10"),
+    ("nb201", "cifar10", "no settings"),
+])
+def test_an_unknown_profile_or_one_without_settings_for_the_space_is_a_config_error(name, profile, match):
+    with pytest.raises(ConfigError, match=match):
+        spaces.get(name, profile=profile)
+
+
+def test_the_supernet_cache_key_counts_a_profile_by_its_settings():
+    from hwsearch.spaces.supernet import schedule, supernet_key
+
+    plan = schedule("tiny")
+    by_name = supernet_key("ofa-mbv3", {"profile": "cifar10"}, "cifar10", plan, 0)
+    spelled = supernet_key("ofa-mbv3", dict(PROFILES["cifar10"]["ofa-mbv3"]), "cifar10", plan, 0)
+    assert by_name == spelled != supernet_key("ofa-mbv3", {}, "cifar10", plan, 0)

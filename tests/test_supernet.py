@@ -22,7 +22,7 @@ from hwsearch.spaces.supernet import (
 )
 from hwsearch.spaces.supernet.slicing import KernelTransforms, centre_crop
 from hwsearch.spaces.supernet.training import Sampler, unlocked_kinds
-from hwsearch.train import evaluate
+from hwsearch.train import RECIPES, evaluate
 
 TINY = {
     "ofa-mbv3": {"in_channels": 1, "resolutions": [8, 10], "stem_width": 8, "first_width": 8, "widths": [8, 16, 16],
@@ -155,3 +155,46 @@ def test_a_supernet_trained_twice_under_one_seed_is_the_same_whatever_ran_before
     assert states[0].keys() == states[1].keys()
     for name, t in states[0].items():
         assert torch.equal(t, states[1][name]), name
+
+
+# CIFAR-shaped spaces: the cifar10 profile's strides and patches, with narrow widths to stay cheap.
+CIFAR_TINY = {
+    "ofa-mbv3": {"profile": "cifar10", "resolutions": [24, 32], "stem_width": 8, "first_width": 8,
+                 "widths": [8, 8, 16, 16, 16], "head_width": 16, "depths": [1, 2], "expand_ratios": [2, 3]},
+    "vit": {"profile": "cifar10", "embeds": [16, 24], "head_dim": 8, "depths": [1, 2], "heads": [1, 2],
+            "mlp_ratios": [1, 2]},
+}
+
+
+def _random_cifar_shaped(n: int = 24) -> Dataset:
+    gen = torch.Generator().manual_seed(0)
+
+    def part(k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.randn(k, 3, 32, 32, generator=gen), torch.randint(0, 10, (k,), generator=gen)
+
+    (xt, yt), (xv, yv), (xs, ys) = part(n), part(16), part(16)
+    return Dataset("random-32", xt, yt, xv, yv, xs, ys, 10)
+
+
+@pytest.mark.parametrize("name", sorted(CIFAR_TINY))
+def test_cifar_shaped_subnetworks_extract_with_their_netspec_and_in_supernet_logits(name):
+    data = _random_cifar_shaped()
+    torch.manual_seed(0)
+    sn = SuperNet(spaces.get(name, **CIFAR_TINY[name]))
+    train_supernet(sn, data, schedule({"preset": "tiny", "max_steps_per_epoch": 1, "recipe": {"batch_size": 8}}),
+                   seed=0)
+    for choice in _choices(sn, n=2):
+        model = extract_subnet(sn, data, choice)
+        shape = sn.space.input_shape(choice)
+        assert trace_netspec(model, shape).key == sn.space.to_netspec(choice).key
+        x = data.at_resolution(shape[1]).x_test
+        assert torch.equal(model(x), sn.logits(choice, x, calibrated(sn, data, choice)))
+
+
+@pytest.mark.parametrize("name", ["ofa-mbv3", "vit"])
+def test_cifar10_schedules_are_registered_and_the_cpu_one_is_the_shorter(name):
+    cpu, gpu = schedule("cifar10-cpu", name), schedule("cifar10-gpu", name)
+    assert cpu.total_epochs < gpu.total_epochs
+    assert cpu.recipe.batch_size == RECIPES["cifar10-cpu"].batch_size
+    assert gpu.recipe.device == "auto"
+    assert schedule({"preset": "cifar10-cpu", "epochs_width": 1}, name).epochs_full == cpu.epochs_full

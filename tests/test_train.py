@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from hwsearch.data import load_data
-from hwsearch.train import Recipe, TrainingDiverged, evaluate, scores, train_and_evaluate
+from hwsearch.errors import UnknownName
+from hwsearch.train import Recipe, TrainingDiverged, evaluate, named_recipe, scores, train_and_evaluate
 
 
 def small_cnn(channels: int = 1, classes: int = 10) -> nn.Module:
@@ -96,3 +97,11 @@ def test_recipe_rejects_unknown_and_out_of_range_settings():
         Recipe(learning_rate=0.1)
     with pytest.raises(ValidationError):
         Recipe(lr=-1.0)
+
+
+def test_named_recipes_include_the_cifar10_ones_and_an_unknown_name_lists_them():
+    assert named_recipe("default") == Recipe()
+    assert named_recipe("cifar10-cpu").batch_size > Recipe().batch_size
+    assert named_recipe("cifar10-gpu").epochs > named_recipe("cifar10-cpu").epochs
+    with pytest.raises(UnknownName, match="cifar10-cpu"):
+        named_recipe("imagenet")

@@ -1,7 +1,8 @@
 """What can be searched: a registry of search spaces.
 
 `get(name)` returns a `SearchSpace` (see `hwsearch.spaces.base`); `names()` lists them. Adding a
-space is one decorated factory in one new module, imported at the bottom of this file.
+space is one decorated factory in one new module, imported at the bottom of this file. A ``profile``
+option (`hwsearch.spaces.profiles`) is expanded here, so factories only ever see plain settings.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 from hwsearch.registry import Registry
 from hwsearch.spaces.base import Choice, Dim, SearchSpace
+from hwsearch.spaces.profiles import with_profile
 
 # Space factories by name; ``@register(name)`` adds one.
 SPACES: Registry[Callable[..., SearchSpace]] = Registry("space")
@@ -18,8 +20,8 @@ register = SPACES.register
 
 
 def get(name: str, **kwargs: Any) -> SearchSpace:
-    """The space registered as ``name``, built with ``kwargs`` (e.g. ``resolution``, ``num_classes``)."""
-    return SPACES.get(name)(**kwargs)
+    """The space registered as ``name``, built with ``kwargs`` (e.g. ``resolution``, ``num_classes``, ``profile``)."""
+    return SPACES.get(name)(**with_profile(name, kwargs))
 
 
 def names() -> list[str]:

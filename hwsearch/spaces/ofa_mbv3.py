@@ -11,7 +11,9 @@ stages with MobileNetV3's activations (ReLU, ReLU, h-swish x3) and squeeze-and-e
 stem stride are parameters. The defaults keep OFA's total stride of 32 (a stride-2 stem; 32x32 inputs
 end on a 1x1 map) and narrow widths, so networks span about 1M to 8M MACs and train on digits in a
 few minutes on two CPU cores; on CPUs the depthwise convs' backward pass, not the MAC count,
-dominates training time, which is why the stem does not keep the full resolution.
+dominates training time, which is why the stem does not keep the full resolution. For 32x32
+photographs, ``profile="cifar10"`` (`hwsearch.spaces.profiles`) picks strides that keep the last stage
+above 1x1.
 """
 
 from __future__ import annotations
@@ -210,5 +212,5 @@ def _nearest(options: Sequence[Any], target: float) -> Any:
 
 @register("ofa-mbv3")
 def ofa_mbv3(**kwargs: Any) -> OFAMobileNetV3Space:
-    """The `ofa-mbv3` space; kwargs as `OFAMobileNetV3Space` (``in_channels`` defaults to 3)."""
+    """The `ofa-mbv3` space; kwargs as `OFAMobileNetV3Space` (a ``profile`` is expanded by `spaces.get`)."""
     return OFAMobileNetV3Space(**kwargs)

@@ -27,6 +27,7 @@ from hwsearch.cache import cache_root as cache_dir
 from hwsearch.data import Dataset, load_data
 from hwsearch.errors import CorruptTable
 from hwsearch.io import atomic_write_bytes, file_lock
+from hwsearch.spaces.profiles import with_profile
 from hwsearch.spaces.supernet.supernet import SuperNet
 from hwsearch.spaces.supernet.training import PhaseLog, Schedule, TrainingLog, schedule, train_supernet
 
@@ -44,8 +45,9 @@ def space_kwargs_for(data: Dataset, space_kwargs: Mapping[str, Any] | None = Non
 
 def supernet_key(space: str, space_kwargs: Mapping[str, Any], data: str, plan: Schedule, seed: int,
                  data_seed: int = 0) -> str:
-    """Stable digest of everything that changes a trained supernet."""
-    text = json.dumps({"format": FORMAT_VERSION, "space": space, "space_kwargs": dict(space_kwargs), "data": data,
+    """Stable digest of everything that changes a trained supernet (a space profile counts by its settings)."""
+    text = json.dumps({"format": FORMAT_VERSION, "space": space, "space_kwargs": with_profile(space, space_kwargs),
+                       "data": data,
                        "data_seed": int(data_seed), "schedule": plan.model_dump(mode="json"), "seed": int(seed)},
                       sort_keys=True, default=list)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -74,6 +74,19 @@ SCHEDULES: dict[str, Schedule] = {
     # points behind, 12 at 6e-3 2.2, 20 at 6e-3 0.8 (BENCHMARKS.md), for about 4 minutes more.
     "default": Schedule(epochs_full=10, epochs_kernel=4, epochs_depth=4, epochs_width=20,
                         lr_full=1e-2, lr_elastic=6e-3, recipe=Recipe(epochs=0, batch_size=32)),
+    # CIFAR-10 on two CPU cores, meant for a training subset of 10,000 images (`cifar10?train_subset=10000`)
+    # and the cifar10 space profile: batch 128 as the cifar10-cpu recipe and one random sub-network per
+    # step. Few epochs: 6 / 2 / 2 / 4 extrapolated to about two hours of one core for the ofa-mbv3
+    # supernet alone (at total stride 8), more than a 90-minute benchmark can give it.
+    "cifar10-cpu": Schedule(epochs_full=4, epochs_kernel=1, epochs_depth=1, epochs_width=2, sandwich=1,
+                            lr_full=3e-3, lr_elastic=1.5e-3,
+                            recipe=Recipe(epochs=0, batch_size=128, warmup_epochs=0.5)),
+    # CIFAR-10 on one GPU, on the whole training split: OFA's phase proportions at a length where
+    # sub-networks can approach networks trained alone; not yet run on a GPU.
+    "cifar10-gpu": Schedule(epochs_full=60, epochs_kernel=20, epochs_depth=20, epochs_width=60, sandwich=2,
+                            lr_full=4e-3, lr_elastic=2e-3,
+                            recipe=Recipe(epochs=0, batch_size=256, warmup_epochs=3, weight_decay=0.05,
+                                          device="auto", eval_batch_size=1024)),
     # For tests: a few steps only.
     "tiny": Schedule(epochs_full=1, epochs_kernel=1, epochs_depth=1, epochs_width=1, sandwich=1,
                      max_steps_per_epoch=2, recipe=Recipe(epochs=0, batch_size=32, warmup_epochs=0)),
@@ -107,7 +120,7 @@ SPACE_SCHEDULES: dict[str, dict[str, Schedule]] = {
 
 
 def preset(name: str, space: str | None = None) -> Schedule:
-    """The schedule preset ``name`` (fast, default, tiny), tuned for ``space`` where it has its own."""
+    """The schedule preset ``name`` (fast, default, cifar10-cpu, cifar10-gpu, tiny), tuned for ``space`` where it has its own."""
     own = SPACE_SCHEDULES.get(space or "", {})
     if name in own:
         return own[name]
