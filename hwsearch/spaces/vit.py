@@ -12,9 +12,8 @@ and a linear head. Attention products are `MatMul` layers and softmax, norms, GE
 their own layers, so the NetSpec shows everything the network computes.
 
 Defaults (32x32 input, 8x8 patches, so 16 tokens; embeddings 64-128; networks of about 1M to 14M
-MACs) were chosen on digits: with 4x4 patches (64 tokens) and narrower embeddings, sampled networks
-reached only 84-88% test accuracy under the default training recipe, with 8x8 patches 89-93%.
-CIFAR-10's photographs carry detail at 32x32: ``profile="cifar10"`` (`hwsearch.spaces.profiles`) uses
+MACs) were chosen on digits, where 16 tokens trained better than 64 under the default recipe
+(BENCHMARKS.md, "Figures behind design choices"). CIFAR-10's photographs carry detail at 32x32: ``profile="cifar10"`` (`hwsearch.spaces.profiles`) uses
 4x4 patches, 64 tokens.
 """
 

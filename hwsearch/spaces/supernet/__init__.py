@@ -21,7 +21,8 @@ COMPACT: dict[str, dict] = {
     "ofa-mbv3": {"resolutions": [8, 12], "stem_width": 8, "first_width": 8, "widths": [8, 16, 24, 32, 48],
                  "head_width": 96},
     # The vit defaults (32x32 input upsampled from 8x8, 8x8 patches, 16 tokens) learn digits far faster
-    # than 8x8 input with 2x2 patches (also 16 tokens, same block cost): 94% vs 53% after 8 epochs.
+    # than 8x8 input with 2x2 patches (also 16 tokens, same block cost): BENCHMARKS.md, "Figures behind
+    # design choices".
     "vit": {},
 }
 
