@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from hwsearch.errors import UnknownName
 
@@ -93,4 +93,21 @@ def resolve(target: str) -> Callable[..., object]:
     return getattr(importlib.import_module(module), attr)
 
 
-__all__ = ["Registry", "lazy", "resolve"]
+
+def lazy_exports(package: str, exports: dict[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """``__getattr__`` and ``__dir__`` for a package whose public names (name -> sub-module) are imported
+    on first use, so that importing its light modules (settings) loads no heavy library."""
+
+    def getattr_(name: str) -> Any:
+        try:
+            module = exports[name]
+        except KeyError:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}") from None
+        return getattr(importlib.import_module(f"{package}.{module}"), name)
+
+    def dir_() -> list[str]:
+        return sorted(set(vars(importlib.import_module(package))) | set(exports))
+
+    return getattr_, dir_
+
+__all__ = ["lazy_exports", "Registry", "lazy", "resolve"]

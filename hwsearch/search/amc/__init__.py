@@ -12,8 +12,7 @@ which a config validates against) does not import torch, Ray or Optuna.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from hwsearch.registry import lazy_exports
 
 _EXPORTS = {
     "ALGOS": "agent",
@@ -68,14 +67,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    try:
-        module = _EXPORTS[name]
-    except KeyError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
