@@ -2,6 +2,8 @@
 
 Every `HwsearchError` (a mistake in the user's input) becomes one line on stderr and exit code 2;
 anything else is a bug and keeps its traceback. Each room's commands sit in their own section below.
+Each command imports the library it calls inside its body: the rooms pull in torch, Ray and Optuna,
+and `hwsearch --help` or `hwsearch hw presets` should not wait for them.
 """
 
 from __future__ import annotations
