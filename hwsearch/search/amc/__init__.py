@@ -6,8 +6,7 @@ a trained torch network, `agent` learns (DDPG/TD3/SAC), `baselines` are the non-
 environment, pricer and agent for the ``compression`` evaluator and NAAS refinement, and `plugin` hooks the
 agent into the engine (searchers ``amc``/``haq``, evaluator ``compression``).
 
-Names are imported on first use, so that importing one light module of this package (its settings,
-which a config validates against) does not import torch, Ray or Optuna.
+Public names load on first use (`hwsearch.registry.lazy_exports`): a config check stays light.
 """
 
 from __future__ import annotations

@@ -5,8 +5,7 @@ providers (`metrics`); the driver (`driver`) runs them as Ray Tune trials (`tria
 (`rundir`) records every finished one, `inspection` summarises it and `bundle` exports a trial.
 The built-in plug-ins are registered in `hwsearch.search.plugins`.
 
-Names are imported on first use, so that importing one light module of this package (its settings,
-which a config validates against) does not import torch, Ray or Optuna.
+Public names load on first use (`hwsearch.registry.lazy_exports`): a config check stays light.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """Searchers that know nothing about the space beyond its genes: uniform random search and Optuna
 (TPE, NSGA-II) with its study in a journal file.
 
-Names are imported on first use, so that importing one light module of this package (its settings,
-which a config validates against) does not import torch, Ray or Optuna.
+Public names load on first use (`hwsearch.registry.lazy_exports`): a config check stays light.
 """
 
 from __future__ import annotations

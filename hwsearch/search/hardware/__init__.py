@@ -1,8 +1,7 @@
 """Metric providers that price a trial's NetSpec on hardware: the accelerator model (`accelerator`) and
 the measured latency tables of this machine (`device`).
 
-Names are imported on first use, so that importing one light module of this package (its settings,
-which a config validates against) does not import torch, Ray or Optuna.
+Public names load on first use (`hwsearch.registry.lazy_exports`): a config check stays light.
 """
 
 from __future__ import annotations

@@ -6,8 +6,7 @@ accuracy predictor and the run-wide assets, `cosearch` the in-process library lo
 agent's refinement of a triple (naas uses amc, never the reverse), `baselines` the comparisons,
 `report` the final front, and `plugin` the engine hook-up (searcher and evaluator ``naas``).
 
-Names are imported on first use, so that importing one light module of this package (its settings,
-which a config validates against) does not import torch, Ray or Optuna.
+Public names load on first use (`hwsearch.registry.lazy_exports`): a config check stays light.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """Once-for-All: evolution over a supernet's sub-networks (`evolution`), its Ray Tune searcher
 (`searcher`) and the ``supernet`` evaluator that extracts and measures a sub-network (`evaluator`).
 
-Names are imported on first use, so that importing one light module of this package (its settings,
-which a config validates against) does not import torch, Ray or Optuna.
+Public names load on first use (`hwsearch.registry.lazy_exports`): a config check stays light.
 """
 
 from __future__ import annotations
