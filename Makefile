@@ -1,12 +1,12 @@
 # Two entry points, both of which set up a local virtual environment first:
 #   make run   - the default experiment (`hwsearch run`)
 #   make test  - the whole test suite
-# Both install exactly the versions in requirements.lock, the set the suite last passed with.
+# Both install exactly the versions in constraints.txt, the set the suite last passed with.
 # `make lock` refreshes that lock to the newest versions pyproject.toml allows and runs the suite on them.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-LOCK   := requirements.lock
+LOCK   := constraints.txt
 # The CPU wheel, installed first so that nothing pulls a multi-GB CUDA build of torch.
 TORCH  ?= torch==2.13.0
 
@@ -33,7 +33,7 @@ lint: setup
 	$(BIN)/ruff check hwsearch tests benchmarks
 
 # A new lock: a fresh environment at the newest allowed versions, the whole suite on it, and only if it
-# passes is requirements.lock replaced (review `git diff requirements.lock` and commit it).
+# passes is constraints.txt replaced (review `git diff constraints.txt` and commit it).
 lock:
 	rm -rf .venv-lock
 	$(PYTHON) -m venv .venv-lock
