@@ -1,6 +1,7 @@
-"""Once-for-All on digits: supernet training time, sub-networks vs from-scratch, predictor, evolution vs random.
+"""Once-for-All: supernet training time, sub-networks vs from-scratch, predictor, evolution vs random.
 
-For each space (``ofa-mbv3`` and ``vit`` at the `COMPACT` sizes for 8x8 digits):
+For each space (``ofa-mbv3`` and ``vit``; on digits at the `COMPACT` sizes for 8x8 images, on another
+data source with the space options of ``--profile``, e.g. ``cifar10``):
 
 1. trains the supernet by progressive shrinking (schedule ``--schedule``; a cached one is reused and its
    recorded training time reported);
@@ -8,13 +9,20 @@ For each space (``ofa-mbv3`` and ``vit`` at the `COMPACT` sizes for 8x8 digits):
    the supernet (BatchNorm recalibrated) and of the same architectures trained from scratch with the
    supernet's recipe for as many epochs as the supernet's whole schedule;
 3. measures ``--samples`` random sub-networks on the validation split, fits the accuracy predictor on
-   80% and reports RMSE and Kendall tau on the held-out 20%;
+   all but ``--holdout`` of them and reports RMSE and Kendall tau on the held-out ones;
 4. searches, for each seed, the sub-network of best predicted accuracy under a latency limit (the
    Eyeriss model's latency; the limit is the 25th percentile of random sub-networks) with OFA's
    evolution and with random search at the same number of predictor queries, and measures the winners.
 
     .venv/bin/python -m benchmarks.ofa_supernet [--spaces ofa-mbv3 vit] [--schedule fast] [--random 20]
-        [--samples 150] [--queries 1000] [--seeds 0 1 2] [--threads 1] [--no-write] [--predictor-only]
+        [--samples 150] [--holdout 30] [--queries 1000] [--seeds 0 1 2] [--threads 1] [--no-write]
+        [--predictor-only] [--data digits] [--profile cifar10]
+
+On CIFAR-10 (the shared copy under ``$HWSEARCH_DATA``; the data string is the one
+``configs/cifar10-ofa.yaml`` uses, so that config's run reuses the supernet trained here):
+
+    HWSEARCH_DATA=../shared/datasets/cifar10 .venv/bin/python -m benchmarks.ofa_supernet --spaces vit \
+        --data 'cifar10?train_subset=5000' --profile cifar10 --schedule cifar10-cpu --samples 200 --holdout 50
 
 ``--predictor-only`` runs step 3 alone, with the measurement ceiling beside it (the Kendall tau between
 validation and test accuracy of the same held-out sub-networks), into its own section.
@@ -24,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -67,13 +76,26 @@ def supernet_epochs(cached, plan) -> int:
     return sum(e for name, e, _ in plan.phases() if name == "full" or cached.supernet.genes_of({name}))
 
 
-def scratch_accuracy(cached, plan, choice, epochs: int, threads: int) -> float:
+def space_options(name: str, args: argparse.Namespace) -> dict:
+    """The space settings of the run: the profile's, or `COMPACT`'s on digits."""
+    return {"profile": args.profile} if args.profile else dict(COMPACT[name])
+
+
+def data_label(args: argparse.Namespace) -> str:
+    """Short name of the data source for titles and section names (``cifar10``, ``digits``)."""
+    return args.data.split("?")[0].split(":")[0]
+
+
+def scratch_accuracy(cached, plan, choice, epochs: int, threads: int, data: str = "digits") -> float:
     """Test accuracy of ``choice`` trained from scratch with the supernet's recipe and epoch count.
 
     Kept in a file keyed by everything the training depends on (space, choice, epochs, recipe, threads,
     torch version), so a rerun that changes only the supernet's schedule retrains nothing from scratch."""
     recipe = plan.recipe.model_copy(update={"lr": plan.lr_full, "threads": threads, "epochs": epochs})
-    key = json.dumps([cached.space.name, COMPACT[cached.space.name], dict(sorted(choice.items())), epochs,
+    options = {k: v for k, v in cached.space_options.items() if k not in ("in_channels", "num_classes")}
+    # Digits keys keep their old form, so the cache of earlier runs still serves.
+    head = [cached.space.name, options] if data == "digits" else [cached.space.name, options, data]
+    key = json.dumps([*head, dict(sorted(choice.items())), epochs,
                       recipe.model_dump(), threads, torch.__version__], sort_keys=True, default=str)
     known = _read_scratch()
     if key in known:
@@ -101,9 +123,10 @@ def compared_archs(space, random: int) -> list[tuple[str, dict]]:
 
 def run_space(name: str, args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
+    load_start = os.getloadavg()[0]
     plan = schedule(args.schedule, name)
     t0 = time.perf_counter()
-    cached = load_or_train(name, "digits", plan, 0, space_kwargs=COMPACT[name],
+    cached = load_or_train(name, args.data, plan, 0, space_kwargs=space_options(name, args),
                            on_phase=lambda p: print(f"[{name}] {p}", flush=True))
     print(f"[{name}] supernet ready in {time.perf_counter() - t0:.0f} s (trained now: {cached.trained_now})", flush=True)
     sn, space, data = cached.supernet, cached.space, cached.data
@@ -112,19 +135,20 @@ def run_space(name: str, args: argparse.Namespace) -> dict:
     rows = []
     for label, choice in ([] if args.predictor_only else archs):
         inside = subnet_accuracy(sn, data, choice, "test")
-        scratch = scratch_accuracy(cached, plan, choice, epochs, args.threads)
+        scratch = scratch_accuracy(cached, plan, choice, epochs, args.threads, args.data)
         rows.append({"arch": label, "macs": space.to_netspec(choice).macs, "supernet": inside, "scratch": scratch})
         print(f"[{name}] {label}: supernet {inside:.4f} scratch {scratch:.4f}", flush=True)
 
     choices = sample_choices(sn, args.samples, seed=1)
-    accs = accuracies(sn, data, choices, "val")
-    pred, report = fit_and_report(space, choices, accs, seed=0)
+    accs = accuracies(sn, data, choices, "val", progress=True)
+    fraction = args.holdout / args.samples
+    pred, report = fit_and_report(space, choices, accs, test_fraction=fraction, seed=0)
     print(f"[{name}] predictor {report}", flush=True)
     # The ceiling any predictor of validation accuracy faces: the same held-out sub-networks measured
     # on the (independent) test split rank only this well against their validation accuracy.
-    _, held = holdout_split(len(choices), seed=0)
+    _, held = holdout_split(len(choices), fraction, seed=0)
     held_choices = [choices[i] for i in held]
-    held_test = accuracies(sn, data, held_choices, "test")
+    held_test = accuracies(sn, data, held_choices, "test", progress=True)
     ceiling = {"val_vs_test_tau": float(kendalltau(accs[held], held_test).statistic),
                "predictor_vs_test_tau": float(kendalltau(pred.predict(held_choices), held_test).statistic),
                "val_spread_pt": float(100 * accs.std())}
@@ -151,8 +175,9 @@ def run_space(name: str, args: argparse.Namespace) -> dict:
         })
         print(f"[{name}] search seed {seed}: {search[-1]}", flush=True)
     return {"space": name, "train_s": cached.log.seconds, "phases": cached.log.to_dict()["phases"], "epochs": epochs,
-            "options": COMPACT[name], "rows": rows, "predictor": report.to_dict(), "limit_ms": limit * 1e3,
-            "search": search, "schedule": args.schedule, "ceiling": ceiling}
+            "options": space_options(name, args), "data": args.data, "rows": rows, "predictor": report.to_dict(), "limit_ms": limit * 1e3,
+            "search": search, "schedule": args.schedule, "ceiling": ceiling, "threads": args.threads,
+            "load": [load_start, os.getloadavg()[0]], "split": [len(data.y_train), len(data.y_val), len(data.y_test)]}
 
 
 def predictor_markdown(res: dict) -> str:
@@ -169,11 +194,16 @@ def markdown(res: dict, args: argparse.Namespace) -> str:
     rand = [r for r in rows if r["arch"].startswith("random")]
     phases = ", ".join(f"{p['phase']} {p['epochs']} ep {p['seconds']:.0f} s" for p in res["phases"])
     out = [
-        f"### {res['space']} on digits (space options {json.dumps(res['options'])})",
+        f"### {res['space']} on {res['data']} (space options {json.dumps(res['options'])})",
         "",
         f"Supernet: schedule `{res['schedule']}` ({res['epochs']} epochs: {phases}); "
         f"training time on this machine **{res['train_s']:.0f} s**. From-scratch baselines: the same "
         f"architecture, the supernet's recipe, {res['epochs']} epochs.",
+        "",
+        f"Split: {res['split'][0]:,} training / {res['split'][1]:,} validation / {res['split'][2]:,} test images; "
+        f"{res['threads']} torch thread(s); load average {res['load'][0]:.1f} at the start, {res['load'][1]:.1f} "
+        f"at the end (2 cores; wall times grow with it). Accuracies: one measurement each on the test split "
+        f"(one image = {100 / res['split'][2]:.2f} pt).",
         "",
         "| sub-network | MACs | supernet test acc | from-scratch test acc | supernet - scratch |",
         "| --- | ---: | ---: | ---: | ---: |",
@@ -216,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--schedule", default="fast")
     ap.add_argument("--random", type=int, default=20)
     ap.add_argument("--samples", type=int, default=150)
+    ap.add_argument("--holdout", type=int, default=30, help="of the samples, held out from the predictor's fit")
+    ap.add_argument("--data", default="digits", help="data source (hwsearch.data.load_data)")
+    ap.add_argument("--profile", default=None, help="space profile (hwsearch.spaces.profiles); digits: COMPACT")
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--threads", type=int, default=1)
@@ -224,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="only the accuracy predictor and its measurement ceiling (own section)")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
+    if not 0 < args.holdout < args.samples:
+        ap.error(f"--holdout {args.holdout} must lie between 0 and --samples {args.samples}")
     results = [run_space(name, args) for name in args.spaces]
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1))
@@ -242,12 +277,16 @@ def main(argv: list[str] | None = None) -> int:
 
             write_section(f"{SECTION}_predictor", body, "python -m benchmarks.ofa_supernet " + " ".join(sys.argv[1:]))
         return 0
-    body = "## Once-for-All supernet (issue 7)\n\n" + "\n\n".join(markdown(r, args) for r in results)
+    title = ("## Once-for-All supernet (issue 7)" if data_label(args) == "digits" else
+             f"## {data_label(args).upper()}: Once-for-All supernet ({', '.join(args.spaces)}), schedule `{args.schedule}`")
+    body = title + "\n\n" + "\n\n".join(markdown(r, args) for r in results)
     print(body)
     if not args.no_write:
         from benchmarks.report import write_section
 
         section = SECTION if len(args.spaces) == 2 else f"{SECTION}_{'_'.join(args.spaces)}"
+        if data_label(args) != "digits":
+            section = f"{SECTION}_{data_label(args)}_{'_'.join(args.spaces)}"
         write_section(section, body, "python -m benchmarks.ofa_supernet " + " ".join(sys.argv[1:]))
     return 0
 
