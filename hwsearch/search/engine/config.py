@@ -3,7 +3,7 @@
 Sections: ``name``, ``space``, ``data``, ``objectives`` (metric + min/max, the first is primary),
 ``constraints`` (``"macs <= 20e6"``), ``searcher`` (``name``, ``seed`` and the searcher's own
 ``settings``, validated by the model the searcher registered), ``evaluation`` (evaluator, epochs,
-seed, training recipe), ``metrics`` (metric providers to run on each trial's NetSpec), ``hardware``
+seed, training recipe, the supernet evaluator's schedule), ``metrics`` (metric providers to run on each trial's NetSpec), ``hardware``
 (free-form settings read by hardware metric providers), ``budget``, ``ray`` and ``output``.
 Every validation failure becomes a `ConfigError` naming the field and the reason.
 """
@@ -21,7 +21,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from hwsearch import spaces
+from hwsearch import spaces, supernet_schedules
 from hwsearch.errors import ConfigError
 from hwsearch.recipe import Recipe
 from hwsearch.search.engine import evaluators, metrics, searchers
@@ -97,6 +97,13 @@ class EvaluationConfig(_Section):
     epochs: int = Field(3, ge=0)
     seed: int = 0
     recipe: Recipe = Field(default_factory=Recipe)
+    schedule: str = Field("fast", description="the supernet evaluator's progressive-shrinking preset "
+                                              "(fast, default, cifar10-cpu, cifar10-gpu, tiny)")
+
+    @field_validator("schedule")
+    @classmethod
+    def _known_schedule(cls, v: str) -> str:
+        return supernet_schedules.check_name(v)
 
 
 class BudgetConfig(_Section):

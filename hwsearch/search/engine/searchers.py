@@ -104,7 +104,7 @@ def validate_settings(name: str, settings: dict[str, Any]) -> BaseModel:
     except ValidationError as e:
         err = e.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"searcher.settings.{where}: {err['msg']}") from None
+        raise ConfigError(f"searcher.settings.{where}: {err['msg'].removeprefix('Value error, ')}") from None
 
 
 def build(space: SearchSpace, config: ExperimentConfig, run_dir: Path) -> Searcher:

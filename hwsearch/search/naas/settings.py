@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from hwsearch import supernet_schedules
 from hwsearch.hwmodel import Accelerator, hardware_metrics
 from hwsearch.search.naas.evolution import OuterSettings
 from hwsearch.search.naas.problem import CoSearchProblem, InnerSettings, QuantizedSpace, Reference
@@ -43,9 +44,15 @@ class NaasSettings(BaseModel):
     top_k: int = Field(3, ge=0, description="triples refined and measured after the evolution")
     agent_episodes: int = Field(8, ge=0, description="AMC/HAQ agent episodes per refined triple")
     finetune_epochs: int = Field(1, ge=0, description="fine-tuning epochs per refined triple")
-    supernet_schedule: str = Field("fast", description="progressive-shrinking schedule (fast, default, tiny)")
+    supernet_schedule: str = Field("fast", description="progressive-shrinking preset (fast, default, cifar10-cpu, "
+                                                       "cifar10-gpu, tiny)")
     predictor_samples: int = Field(160, ge=16, description="measured sub-networks the accuracy predictor is fitted on")
     penalty_reference: str = Field("mbv3-like", description="reference sub-network of the bits sensitivity analysis")
+
+    @field_validator("supernet_schedule")
+    @classmethod
+    def _known_schedule(cls, v: str) -> str:
+        return supernet_schedules.check_name(v)
 
     def outer(self) -> OuterSettings:
         """The evolution's settings."""

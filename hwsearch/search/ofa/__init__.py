@@ -9,7 +9,6 @@ from __future__ import annotations
 from hwsearch.registry import lazy_exports
 
 _EXPORTS = {
-    "SCHEDULE": "evaluator",
     "SupernetEvaluator": "evaluator",
     "supernet_for": "evaluator",
     "Constraints": "evolution",

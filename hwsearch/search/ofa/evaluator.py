@@ -6,7 +6,8 @@ other waits for it on the cache's file lock). The trial's network is ``space.bui
 the inherited weights with recalibrated BatchNorm, so the engine saves and exports it like any
 trained network, and its accuracy is the one measured inside the supernet.
 
-The schedule is the ``fast`` preset; ``evaluation.seed`` seeds the supernet's training.
+``evaluation.schedule`` names the progressive-shrinking preset (``fast`` unless given);
+``evaluation.seed`` seeds the supernet's training.
 """
 
 from __future__ import annotations
@@ -23,8 +24,6 @@ from hwsearch.spaces.supernet import CachedSupernet, load_or_train
 from hwsearch.spaces.supernet.measure import extract_subnet
 from hwsearch.train import evaluate
 
-SCHEDULE = "fast"
-
 
 @lru_cache(maxsize=2)
 def _supernet(space: str, options_json: str, data: str, data_seed: int, seed: int, schedule: str) -> CachedSupernet:
@@ -36,7 +35,7 @@ def supernet_for(ctx: TrialContext) -> CachedSupernet:
     cfg = ctx.config
     options = {"in_channels": ctx.data.channels, "num_classes": ctx.data.num_classes, **cfg.space.options}
     return _supernet(cfg.space.name, json.dumps(options, sort_keys=True), cfg.data.source, cfg.data.seed,
-                     cfg.evaluation.seed, SCHEDULE)
+                     cfg.evaluation.seed, cfg.evaluation.schedule)
 
 
 class SupernetEvaluator(Evaluator):
@@ -58,9 +57,9 @@ class SupernetEvaluator(Evaluator):
             "supernet_train_time_s": cached.log.seconds,
             "resolution": float(data.resolution),
         }
-        documents = {"supernet": {"key": cached.key, "schedule": SCHEDULE, "log": cached.log.to_dict()}}
+        documents = {"supernet": {"key": cached.key, "schedule": ctx.config.evaluation.schedule, "log": cached.log.to_dict()}}
         return Evaluation(choice=choice, netspec=ctx.space.to_netspec(choice), metrics=metrics, model=model,
                           documents=documents)
 
 
-__all__ = ["SCHEDULE", "SupernetEvaluator", "supernet_for"]
+__all__ = ["SupernetEvaluator", "supernet_for"]

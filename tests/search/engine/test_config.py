@@ -46,6 +46,8 @@ def test_set_overrides_nested_fields_with_yaml_values():
     ("space.name=resnet", "space.name"),
     ("metrics=[netspec, magic]", "magic"),
     ("budgett.trials=3", "budgett"),
+    ("evaluation.schedule=slow", "evaluation.schedule"),
+    ("searcher.settings.supernet_schedule=slow", "searcher.settings"),
 ])
 def test_invalid_fields_raise_a_config_error_naming_the_field(override, field):
     with pytest.raises(ConfigError) as info:

@@ -11,7 +11,6 @@ import yaml
 
 from hwsearch import spaces
 from hwsearch.search.engine.config import parse_config
-from hwsearch.search.ofa.evaluator import SCHEDULE
 from hwsearch.spaces.supernet import SuperNet, schedule, supernet_key
 from hwsearch.spaces.supernet.cache import save_supernet
 
@@ -32,13 +31,15 @@ def test_ofa_config_runs_on_the_engine_and_exports_the_extracted_subnetwork(tmp_
     raw["output"] = {"root": str(tmp_path / "runs")}
     raw["searcher"]["settings"]["population"] = 2
     raw["constraints"] = []
+    # A schedule other than the default: the evaluator must ask the cache for this one.
+    raw["evaluation"]["schedule"] = "tiny"
     cfg = parse_config(raw)
     # Put a supernet under the key the evaluator asks for, so the trials load it instead of training
     # one (training is what the benchmark measures; here the wiring is under test).
     options = {"in_channels": 1, "num_classes": 10, **cfg.space.options}
     torch.manual_seed(0)
     supernet = SuperNet(spaces.get(cfg.space.name, **options))
-    key = supernet_key(cfg.space.name, options, cfg.data.source, schedule(SCHEDULE), cfg.evaluation.seed,
+    key = supernet_key(cfg.space.name, options, cfg.data.source, schedule(cfg.evaluation.schedule), cfg.evaluation.seed,
                        cfg.data.seed)
     save_supernet(tmp_path / "cache" / "supernets" / f"{cfg.space.name}-{key}.pt", supernet, {"log": {}})
 
