@@ -35,6 +35,12 @@ class Recipe(BaseModel):
     threads: int | None = Field(None, ge=1, description="torch CPU threads (None: keep the current count)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     eval_batch_size: int = Field(512, ge=1)
+    patience: int | None = Field(None, ge=1, description="stop once validation accuracy has not improved for this "
+                                                          "many epochs and keep the best epoch's weights (None: "
+                                                          "train every epoch, keep the last)")
+    kd_ratio: float = Field(0.0, ge=0, description="weight of distillation from a teacher network, when one is "
+                                                   "given (0: labels only)")
+    kd_temperature: float = Field(1.0, gt=0, description="softmax temperature of the distillation loss")
 
 
 # Named recipes; a config spells the same fields under ``evaluation.recipe``.

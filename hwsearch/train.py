@@ -12,6 +12,7 @@ A NaN or infinite loss raises `TrainingDiverged`, which the search engine record
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -58,6 +59,7 @@ class TrainResult:
     device: str
     resolution: int
     history: tuple[EpochLog, ...] = field(default=())
+    best_epoch: int = 0  # the epoch whose weights the model kept (the last one unless stopped early)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict (history as a list of dicts)."""
@@ -65,7 +67,7 @@ class TrainResult:
             "val_acc": self.val_acc, "test_acc": self.test_acc, "train_time_s": self.train_time_s,
             "epochs": self.epochs, "final_loss": self.final_loss, "seed": self.seed,
             "threads": self.threads, "device": self.device, "resolution": self.resolution,
-            "history": [h.to_dict() for h in self.history],
+            "history": [h.to_dict() for h in self.history], "best_epoch": self.best_epoch,
         }
 
 
@@ -163,8 +165,12 @@ def train_and_evaluate(
     resolution: int | None = None,
     progress: bool = False,
     on_epoch: Callable[[EpochLog], None] | None = None,
+    teacher: torch.nn.Module | None = None,
 ) -> TrainResult:
-    """Train ``model`` in place on ``data`` (at ``resolution``) and report val/test top-1 accuracy."""
+    """Train ``model`` in place on ``data`` (at ``resolution``) and report val/test top-1 accuracy.
+
+    With ``recipe.patience`` training stops early and the best validation epoch's weights are kept;
+    with a ``teacher`` and ``recipe.kd_ratio > 0`` the loss adds distillation from its logits."""
     recipe = recipe or Recipe()
     epochs = recipe.epochs if epochs is None else int(epochs)
     if epochs < 0:
@@ -186,6 +192,10 @@ def train_and_evaluate(
         gen = torch.Generator().manual_seed(seed)
         history: list[EpochLog] = []
         loss_value = float("nan")
+        distil = teacher is not None and recipe.kd_ratio > 0
+        if distil:
+            teacher.to(device).eval()
+        best: tuple[float, int, dict[str, torch.Tensor]] | None = None  # (val, epoch, weights)
         bar = _progress_bar(epochs) if progress else None
         start = time.perf_counter()
         for epoch in range(epochs):
@@ -195,7 +205,12 @@ def train_and_evaluate(
             for xb, yb in batches(data.x_train, data.y_train, recipe.batch_size, shuffle=True, seed=shuffle_seed):
                 xb = augment_batch(xb, data, recipe, gen)
                 xb, yb = xb.to(device), yb.to(device)
-                loss = F.cross_entropy(model(xb), yb, label_smoothing=recipe.label_smoothing)
+                logits = model(xb)
+                loss = F.cross_entropy(logits, yb, label_smoothing=recipe.label_smoothing)
+                if distil:
+                    with torch.no_grad():
+                        target = teacher(xb)
+                    loss = loss + recipe.kd_ratio * distillation_loss(logits, target, recipe.kd_temperature)
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(
                         f"training loss became {float(loss.detach())} at epoch {epoch + 1}, step {count // recipe.batch_size + 1}; "
@@ -218,15 +233,33 @@ def train_and_evaluate(
                 bar.update(1)
             if on_epoch is not None:
                 on_epoch(log)
+            if recipe.patience is not None:
+                if best is None or val > best[0]:
+                    best = (val, epoch, copy.deepcopy(model.state_dict()))
+                elif epoch - best[1] >= recipe.patience:
+                    break
         train_time = time.perf_counter() - start
         if bar is not None:
             bar.close()
-        val_acc = history[-1].val_acc if history else evaluate(model, data.x_val, data.y_val, recipe.eval_batch_size)
+        if best is not None:
+            model.load_state_dict(best[2])
+            val_acc = best[0]
+        else:
+            val_acc = history[-1].val_acc if history else evaluate(model, data.x_val, data.y_val,
+                                                                   recipe.eval_batch_size)
         test_acc = evaluate(model, data.x_test, data.y_test, recipe.eval_batch_size)
     return TrainResult(
-        val_acc=val_acc, test_acc=test_acc, train_time_s=train_time, epochs=epochs, final_loss=loss_value,
+        val_acc=val_acc, test_acc=test_acc, train_time_s=train_time, epochs=len(history), final_loss=loss_value,
         seed=seed, threads=threads, device=str(device), resolution=data.resolution, history=tuple(history),
+        best_epoch=best[1] + 1 if best is not None else len(history),
     )
+
+
+def distillation_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Hinton's distillation: KL from the teacher's softened distribution, scaled by T^2 to keep gradients."""
+    t = temperature
+    return F.kl_div(F.log_softmax(logits / t, dim=1), F.log_softmax(teacher_logits / t, dim=1),
+                    reduction="batchmean", log_target=True) * t * t
 
 
 def _progress_bar(total: int) -> Any:
@@ -236,4 +269,4 @@ def _progress_bar(total: int) -> Any:
 
 
 __all__ = ["RECIPES", "EpochLog", "Recipe", "TrainResult", "TrainingDiverged", "augment_batch", "deterministic",
-           "evaluate", "named_recipe", "pick_device", "train_and_evaluate"]
+           "distillation_loss", "evaluate", "named_recipe", "pick_device", "train_and_evaluate"]

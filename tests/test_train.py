@@ -1,7 +1,9 @@
-"""Training is repeatable under a seed, reaches useful accuracy, and fails loudly on NaN."""
+"""Training is repeatable under a seed, reaches useful accuracy, stops early, distils, and fails loudly on NaN."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 
 import pytest
@@ -10,7 +12,15 @@ from torch import nn
 
 from hwsearch.data import load_data
 from hwsearch.errors import UnknownName
-from hwsearch.train import Recipe, TrainingDiverged, evaluate, named_recipe, scores, train_and_evaluate
+from hwsearch.train import (
+    Recipe,
+    TrainingDiverged,
+    distillation_loss,
+    evaluate,
+    named_recipe,
+    scores,
+    train_and_evaluate,
+)
 
 
 def small_cnn(channels: int = 1, classes: int = 10) -> nn.Module:
@@ -105,3 +115,45 @@ def test_named_recipes_include_the_cifar10_ones_and_an_unknown_name_lists_them()
     assert named_recipe("cifar10-gpu").epochs > named_recipe("cifar10-cpu").epochs
     with pytest.raises(UnknownName, match="cifar10-cpu"):
         named_recipe("imagenet")
+
+
+def test_patience_stops_once_validation_stops_improving_and_keeps_the_best_epoch(digits):
+    # Validation labels shuffled: validation accuracy wanders near chance, so it stops improving early.
+    gen = torch.Generator().manual_seed(0)
+    noisy = dataclasses.replace(digits, y_val=digits.y_val[torch.randperm(len(digits.y_val), generator=gen)])
+    model, result = _trained(noisy, seed=0, epochs=30, lr=1e-2, patience=2)
+    vals = [h.val_acc for h in result.history]
+    assert result.epochs == len(vals) < 30
+    assert result.best_epoch == vals.index(max(vals)) + 1 and result.epochs == result.best_epoch + 2
+    # the model holds the best epoch's weights, not the last epoch's
+    assert result.val_acc == max(vals) == evaluate(model, noisy.x_val, noisy.y_val)
+
+
+def test_without_patience_every_epoch_runs_and_the_last_is_kept(digits):
+    _, result = _trained(digits, seed=0, epochs=3)
+    assert result.epochs == result.best_epoch == 3
+
+
+def test_distillation_loss_is_zero_for_the_teachers_own_logits_and_positive_otherwise():
+    logits = torch.randn(8, 10, generator=torch.Generator().manual_seed(0))
+    assert float(distillation_loss(logits, logits, temperature=2.0)) == pytest.approx(0.0, abs=1e-6)
+    assert float(distillation_loss(logits, logits.flip(1), temperature=2.0)) > 0.1
+
+
+def test_a_teacher_pulls_the_student_towards_its_predictions_and_is_not_trained(digits):
+    torch.manual_seed(0)
+    teacher = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))  # confident, arbitrary predictions
+    with torch.no_grad():
+        teacher[1].weight.mul_(20)
+    before = copy.deepcopy(teacher.state_dict())
+    agree = {}
+    for kd in (0.0, 5.0):
+        torch.manual_seed(0)
+        student = small_cnn()
+        train_and_evaluate(student, digits, epochs=4, seed=0, teacher=teacher,
+                           recipe=Recipe(threads=1, lr=1e-2, kd_ratio=kd, label_smoothing=0.0))
+        student.eval()
+        with torch.no_grad():
+            agree[kd] = float((student(digits.x_test).argmax(1) == teacher(digits.x_test).argmax(1)).float().mean())
+    assert agree[5.0] > agree[0.0] + 0.1
+    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())

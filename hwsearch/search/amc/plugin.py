@@ -111,7 +111,7 @@ class CompressionEvaluator(Evaluator):
         # deferred: torch and stable-baselines3 load in the trial's worker, not on the driver that runs the searcher
         import torch
 
-        from hwsearch.compress import compressed_netspec, fine_tune, fine_tune_recipe
+        from hwsearch.compress import compressed_netspec, final_recipe, fine_tune
         from hwsearch.search.amc.pipeline import build_pipeline
         from hwsearch.search.amc.problem import TorchProblem
         from hwsearch.search.amc.trained_cache import trained_network
@@ -160,8 +160,11 @@ class CompressionEvaluator(Evaluator):
             "resumed_at_episode": float(resumed_at),
         }
         if s.finetune_epochs > 0:
-            fine_tune(model, net.data, epochs=s.finetune_epochs, recipe=fine_tune_recipe(s.finetune_epochs),
-                      seed=cfg.evaluation.seed, resolution=net.input_shape[1])
+            # final training, distilling from the uncompressed network (problem.apply compressed a copy)
+            done = fine_tune(model, net.data, epochs=s.finetune_epochs,
+                             recipe=final_recipe(s.finetune_epochs, s.finetune_patience, s.finetune_kd_ratio),
+                             seed=cfg.evaluation.seed, resolution=net.input_shape[1], teacher=net.model)
+            metrics["finetune_epochs_run"] = float(done.epochs)
         model = model.eval()
         metrics["val_acc"] = evaluate(model, x_val, y_val)
         metrics["test_acc"] = evaluate(model, net.data.x_test, net.data.y_test)

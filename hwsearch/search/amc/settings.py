@@ -188,7 +188,12 @@ class CompressionSettings(BaseModel):
     fixed_a_bits: FixedBits = Field(_ENV.fixed_a_bits, description="keep activations at this width (32: float)")
     val_samples: int | None = Field(256, ge=1, description="validation images behind each reward")
     calib_samples: int = Field(128, ge=1, description="training images re-estimating BatchNorm")
-    finetune_epochs: int = Field(0, ge=0, description="fine-tune the chosen policy before the final test")
+    finetune_epochs: int = Field(0, ge=0, description="most epochs of final training of the chosen policy before "
+                                                      "the final test (0: none)")
+    finetune_patience: int | None = Field(3, ge=1, description="final training stops after this many epochs "
+                                                               "without a better validation accuracy (None: never)")
+    finetune_kd_ratio: float = Field(1.0, ge=0, description="weight of distillation from the uncompressed network "
+                                                            "in final training (0: labels only)")
     checkpoint_every: int = Field(5, ge=1, description="episodes between agent checkpoints")
 
     @model_validator(mode="after")
@@ -216,7 +221,7 @@ class HaqSettings(CompressionSettings):
 # The metrics the evaluator reports: the config checks its objectives and constraints against them.
 COMPRESSION_REPORTS = ("search_val_acc", "val_acc_before_finetune", "test_acc_before_finetune", "base_val_acc",
                "base_test_acc", "budget_limit", "budget_cost", "budget_ratio", "episodes", "best_episode",
-               "resumed_at_episode", "val_acc", "test_acc")
+               "resumed_at_episode", "val_acc", "test_acc", "finetune_epochs_run")
 
 
 __all__ = ["COMPRESSION_REPORTS", "ALGO_NAMES", "AgentConfig", "CompressionSettings", "EnvConfig", "FLOAT_BITS", "HaqSettings",

@@ -278,7 +278,8 @@ class NaasEvaluator(Evaluator):
         s = NaasSettings.model_validate(ctx.config.searcher.settings)  # this run's settings, not the assets'
         triple = Triple.from_dict(params["refine"])
         rs = RefineSettings(agent_episodes=s.agent_episodes, finetune_epochs=s.finetune_epochs,
-                            seed=int(params.get("seed", 0)) % (2**31))
+                            seed=int(params.get("seed", 0)) % (2**31), patience=s.finetune_patience,
+                            kd_ratio=s.finetune_kd_ratio)
         out = refine(assets.supernet, assets.data, assets.problem.space, triple, rs)
         metrics = {**out.metrics, "rank": float(params.get("rank", 0))}
         docs = {"hardware": out.accel.to_dict(), "policy": out.policy.to_dict(), "triple": triple.to_dict()}

@@ -1,4 +1,4 @@
-"""Refinement of one co-searched triple: AMC/HAQ agent on its accelerator, brief fine-tuning, measurement.
+"""Refinement of one co-searched triple: AMC/HAQ agent on its accelerator, final training, measurement.
 
 The sub-network is cut from the supernet (BatchNorm recalibrated). The AMC/HAQ agent then walks its
 layers in ``joint`` mode (kept channels and weight/activation bits per layer) under a latency budget
@@ -7,8 +7,10 @@ environment, pricer and agent come from `hwsearch.search.amc.pipeline`, as the `
 evaluator's do. The
 triple's own group bit-widths are recorded as the first policy of the environment, so the agent's
 answer (the most accurate policy within budget) is never worse than the inner search's on the
-validation subset. The chosen policy is applied, fine-tuned for a few epochs, and its test accuracy
-measured; latency and energy are those of the traced compressed network on that accelerator.
+validation subset. The chosen policy is applied and trained to its potential (`final_recipe`:
+quantization-aware, until validation accuracy stops improving, distilling from the supernet's largest
+network), and its test accuracy measured; latency and energy are those of the traced compressed
+network on that accelerator.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hwsearch.compress import compressed_netspec, fine_tune, fine_tune_recipe
+from hwsearch.compress import compressed_netspec, final_recipe, fine_tune
 from hwsearch.data import Dataset
 from hwsearch.hwmodel import Accelerator, hardware_metrics
 from hwsearch.ir import NetSpec
@@ -43,8 +45,10 @@ class RefineSettings:
     """How much work refinement may spend per triple (the run's `NaasSettings` gives each)."""
 
     agent_episodes: int
-    finetune_epochs: int
+    finetune_epochs: int              # the most; fewer when validation accuracy stops improving
     seed: int = 0
+    patience: int | None = 3          # epochs without a better validation accuracy before stopping
+    kd_ratio: float = 1.0             # distillation from the supernet's largest network (0: off)
 
 
 @dataclass(frozen=True, eq=False)
@@ -88,8 +92,10 @@ def refine(supernet: Any, data: Dataset, space: QuantizedSpace, triple: Triple,
     best = env.best or env.history[0]
     policy = problem.policy(best.as_state())
     model = problem.apply(best.as_state())
+    teacher = subnet(supernet, data, space.net.reference("largest")) if settings.kd_ratio > 0 else None
     result = fine_tune(model, d, epochs=settings.finetune_epochs,
-                       recipe=fine_tune_recipe(settings.finetune_epochs), seed=settings.seed, resolution=res)
+                       recipe=final_recipe(settings.finetune_epochs, settings.patience, settings.kd_ratio),
+                       seed=settings.seed, resolution=res, teacher=teacher)
     model = model.eval()
     net = compressed_netspec(model, shape)
     hw = hardware_metrics(net, accel)
@@ -97,7 +103,8 @@ def refine(supernet: Any, data: Dataset, space: QuantizedSpace, triple: Triple,
         "accuracy": float(result.test_acc), "test_acc": float(result.test_acc), "val_acc": float(result.val_acc),
         "predicted_acc": triple.accuracy, "inner_policy_val_acc": inner_val, "float_val_acc": float_acc,
         "agent_val_acc": float(best.accuracy), "agent_episodes": float(episodes),
-        "agent_improved": float(best.source != "naas"),
+        "agent_improved": float(best.source != "naas"), "finetune_epochs_run": float(result.epochs),
+        "finetune_best_epoch": float(result.best_epoch),
         "latency_ms": hw["latency_ms"], "energy_mj": hw["energy_mj"], "edp": hw["edp"],
         "area_mm2": hw["area_mm2"], "peak_power_w": hw["peak_power_w"],
         "predicted_latency_ms": triple.latency_ms, "predicted_energy_mj": triple.energy_mj, "measured": 1.0,

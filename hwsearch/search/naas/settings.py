@@ -43,7 +43,11 @@ class NaasSettings(BaseModel):
     acc_floor: float = Field(0.8, ge=0, lt=1, description="accuracy at the hypervolume's reference point")
     top_k: int = Field(3, ge=0, description="triples refined and measured after the evolution")
     agent_episodes: int = Field(8, ge=0, description="AMC/HAQ agent episodes per refined triple")
-    finetune_epochs: int = Field(1, ge=0, description="fine-tuning epochs per refined triple")
+    finetune_epochs: int = Field(1, ge=0, description="most epochs of final training per refined triple")
+    finetune_patience: int | None = Field(3, ge=1, description="final training stops after this many epochs "
+                                                               "without a better validation accuracy (None: never)")
+    finetune_kd_ratio: float = Field(1.0, ge=0, description="weight of distillation from the supernet's largest "
+                                                            "network in final training (0: labels only)")
     supernet_schedule: str = Field("fast", description="progressive-shrinking preset (fast, default, cifar10-cpu, "
                                                        "cifar10-gpu, tiny)")
     predictor_samples: int = Field(160, ge=16, description="measured sub-networks the accuracy predictor is fitted on")
@@ -108,7 +112,8 @@ class Assets:
 NAAS_REPORTS = ("accuracy", "predicted_acc", "latency_ms", "energy_mj", "edp", "area_mm2", "peak_power_w",
                "hypervolume", "evaluations", "front_size", "measured", "generation",  # accelerator trials
                "test_acc", "val_acc", "inner_policy_val_acc", "float_val_acc", "agent_val_acc",  # refinements
-               "agent_episodes", "agent_improved", "predicted_latency_ms", "predicted_energy_mj", "rank")
+               "agent_episodes", "agent_improved", "finetune_epochs_run", "finetune_best_epoch",
+               "predicted_latency_ms", "predicted_energy_mj", "rank")
 
 
 __all__ = ["NAAS_REPORTS", "ASSETS", "Assets", "BASELINE_PRESETS", "NaasSettings", "reference_for", "retarget"]

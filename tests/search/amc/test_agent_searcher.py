@@ -19,7 +19,7 @@ from hwsearch.train import evaluate
 TINY_VIT = {"resolution": 16, "embeds": [16], "depths": [2], "heads": [2], "mlp_ratios": [3]}
 
 
-def _config(mode: str, metric: str, budgets: list[float], absolute: bool):
+def _config(mode: str, metric: str, budgets: list[float], absolute: bool, **settings):
     return parse_config({
         "name": "agent-test",
         "space": {"name": "vit", "options": TINY_VIT},
@@ -27,7 +27,7 @@ def _config(mode: str, metric: str, budgets: list[float], absolute: bool):
         "searcher": {"name": "amc", "settings": {
             "network": "middle", "mode": mode, "metric": metric, "budgets": budgets, "absolute": absolute,
             "episodes": 3, "warmup_episodes": 2, "updates_per_episode": 2, "val_samples": 32,
-            "calib_samples": 16, "fixed_a_bits": 32}},
+            "calib_samples": 16, "fixed_a_bits": 32, **settings}},
         "evaluation": {"evaluator": "compression", "epochs": 1, "recipe": {"batch_size": 128}},
         "budget": {"trials": len(budgets)},
     })
@@ -61,10 +61,12 @@ def test_compression_evaluator_needs_the_amc_or_haq_searcher():
 
 def test_pruned_and_quantized_export_reloads_with_its_reported_accuracy_macs_and_params(tmp_path, monkeypatch):
     monkeypatch.setenv("HWSEARCH_CACHE", str(tmp_path / "cache"))
-    config = _config("joint", "model_size", [0.3], False)
+    # final training (early stopping, distillation from the uncompressed network) before the export
+    config = _config("joint", "model_size", [0.3], False, finetune_epochs=2, finetune_patience=1)
     params = CompressionSearcher(CompressionSettings.model_validate(config.searcher.settings)).suggest("t0")
     report = evaluate_trial(params, config, tmp_path / "trials" / "t0")
     assert report["budget_cost"] <= report["budget_limit"] and report["episodes"] == 3
+    assert 1 <= report["finetune_epochs_run"] <= 2
     policy = json.loads((tmp_path / "trials" / "t0" / "policy.json").read_text())
     assert any(lp.get("keep", 1) < 1 for lp in policy["layers"].values())
     assert any(lp.get("w_bits", 32) < 32 for lp in policy["layers"].values())

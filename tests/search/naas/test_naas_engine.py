@@ -24,7 +24,8 @@ def _tiny_naas(root: Path, name: str) -> dict:
     raw = yaml.safe_load((ROOT / "configs" / "default.yaml").read_text())
     settings = raw["searcher"]["settings"]
     settings.update(supernet_schedule="tiny", predictor_samples=16, population=2, generations=2, parents=1,
-                    inner_population=8, inner_generations=1, top_k=1, agent_episodes=1, finetune_epochs=0,
+                    inner_population=8, inner_generations=1, top_k=1, agent_episodes=1, finetune_epochs=2,
+                    finetune_patience=1,
                     penalty_reference="smallest")
     raw.update(name=name, budget={"trials": 2 * 2 + 1}, ray={"workers": 1, "cpus_per_trial": 1},
                output={"root": str(root)})
@@ -69,6 +70,8 @@ def test_naas_resumed_after_kill_9_breeds_from_the_kept_generation_and_writes_it
     assert sorted(accel["generation"]) == [0.0, 0.0, 1.0, 1.0]  # the evolution went on, not over from the presets
     designs = {(run_path / "trials" / t / "hardware.json").read_text() for t in accel["trial_id"]}
     assert len(designs) == 4 and (after["measured"] == 1.0).sum() == 1  # no accelerator evaluated twice
+    refined = after[after["measured"] == 1.0].iloc[0]
+    assert 1 <= refined["finetune_best_epoch"] <= refined["finetune_epochs_run"] <= 2  # final training ran
     assert run.state == "finished"
 
     # the final report is part of the run: written (best pair exported) before resume_experiment returns
