@@ -6,16 +6,20 @@ configs/default.yaml for the NAAS flagship) into a temporary run root, then ``hw
 and failed, the best trial, the Pareto front size, and the exported TorchScript / ONNX Runtime test
 accuracies against the reported one with their largest logit difference. When the export holds a
 ``hardware.json`` (the NAAS flagship), it also prices the exported NetSpec on that hardware with
-``hwsearch hw cost`` and compares latency and energy with the reported ones. Each config has its own
-section (``run:<config stem>``).
+``hwsearch hw cost`` and compares latency and energy with the reported ones. For a NAAS run it also
+trains each refined triple's network from scratch in full precision (the space's default recipe,
+``--scratch-seeds``) and sets the refined triple's measured test accuracy (after final training) beside
+it. Each config has its own section (``run:<config stem>``).
 
     python -m benchmarks.train_default_run [--config configs/optuna.yaml] [--set budget.trials=12 ...]
+        [--scratch-seeds 0 1 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,11 +36,46 @@ def _cli(*args: str) -> str:
     return proc.stdout
 
 
+def refined_vs_scratch(run: Path, seeds: list[int]) -> list[dict]:
+    """Each refined triple of a NAAS run: its measured test accuracy and its network's from scratch."""
+    import torch
+
+    from hwsearch.data import load_data
+    from hwsearch.search.engine.evaluators import build_space
+    from hwsearch.search.engine.rundir import RunDir
+    from hwsearch.train import Recipe, train_and_evaluate
+
+    rd = RunDir(run)
+    cfg, df = rd.config(), rd.trials
+    if "measured" not in df.columns:
+        return []
+    data = load_data(cfg.data.source, seed=cfg.data.seed)
+    space = build_space(cfg, data)
+    rows = []
+    for _, r in df[df["measured"] == 1.0].sort_values("rank").iterrows():
+        choice = json.loads(r["choice"]) if isinstance(r["choice"], str) else dict(r["choice"])
+        net = {d.name: choice[d.name] for d in space.dims}
+        scratch = []
+        for seed in seeds:
+            torch.manual_seed(seed)
+            res = train_and_evaluate(space.build(net), data, seed=seed, recipe=Recipe(threads=torch.get_num_threads()),
+                                     resolution=space.input_shape(net)[1])
+            scratch.append(res.test_acc)
+        rows.append({"trial": r["trial_id"], "rank": int(r["rank"]), "n_test": len(data.y_test),
+                     "refined": float(r["test_acc"]), "predicted": float(r["predicted_acc"]),
+                     "epochs_run": float(r.get("finetune_epochs_run", float("nan"))),
+                     "macs": float(r["macs"]), "scratch": scratch})
+        print(f"refined {rows[-1]}", flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run, inspect, export, and write the section."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default="configs/optuna.yaml", help="experiment config to run")
     p.add_argument("--set", dest="overrides", action="append", default=[])
+    p.add_argument("--scratch-seeds", type=int, nargs="+", default=[0, 1, 2],
+                   help="seeds of the from-scratch trainings a NAAS run's refined triples are compared with")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         sets = [a for o in [f"output.root={tmp}", *args.overrides] for a in ("--set", o)]
@@ -48,6 +87,7 @@ def main(argv: list[str] | None = None) -> None:
         _cli("export", str(run), "--trial", "best", "--out", str(Path(tmp) / "bundle"))
         bundle = Path(tmp) / "bundle"
         report = json.loads((bundle / "report.json").read_text())
+        refined = refined_vs_scratch(run, args.scratch_seeds)
         hw = None
         if (bundle / "hardware.json").is_file():
             hw = json.loads(_cli("hw", "cost", "--accel", str(bundle / "hardware.json"), "--layers",
@@ -73,6 +113,20 @@ def main(argv: list[str] | None = None) -> None:
         body += (f"| reported latency / energy | {report['latency_ms']:.6g} ms / {report['energy_mj']:.6g} mJ |\n"
                  f"| `hwsearch hw cost` on the exported hardware.json + netspec.json | "
                  f"{hw['latency_s'] * 1e3:.6g} ms / {hw['energy_pj'] * 1e-9:.6g} mJ |\n")
+    if refined:
+        n_test = refined[0]["n_test"]
+        body += ("\nEach refined triple (sub-network, bit-widths, accelerator) after final training, against its "
+                 f"network trained from scratch in full precision with the space's default recipe (seeds "
+                 f"{', '.join(map(str, args.scratch_seeds))}; median, range in brackets). Test split of digits: "
+                 f"{n_test} images (one image = {100 / n_test:.2f} pt).\n\n"
+                 "| rank | MMACs | predicted | refined test % (final-training epochs) | from scratch, float % | "
+                 "refined - scratch |\n|---|---|---|---|---|---|\n")
+        for r in refined:
+            med = statistics.median(r["scratch"])
+            body += (f"| {r['rank']} | {r['macs'] / 1e6:.2f} | {100 * r['predicted']:.1f} | "
+                     f"{100 * r['refined']:.1f} ({r['epochs_run']:.0f}) | {100 * med:.1f} "
+                     f"[{100 * min(r['scratch']):.1f}, {100 * max(r['scratch']):.1f}] | "
+                     f"{100 * (r['refined'] - med):+.1f} pt |\n")
     cmd = "python -m benchmarks.train_default_run " + " ".join(argv if argv is not None else sys.argv[1:])
     write_section(f"run:{Path(args.config).stem}", body, cmd.strip())
     print(body)
