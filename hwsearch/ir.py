@@ -37,6 +37,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from hwsearch.errors import SpecError
+from hwsearch.io import atomic_write_text
 
 OPS = ("conv", "dwconv", "linear", "matmul", "softmax", "norm", "eltwise", "pool")
 WEIGHTED_OPS = ("conv", "dwconv", "linear")
@@ -402,8 +403,6 @@ class NetSpec:
 
     def to_json(self, path: str) -> None:
         """Write to a JSON file atomically."""
-        from hwsearch.io import atomic_write_text
-
         atomic_write_text(path, json.dumps(self.to_dict(), indent=1))
 
     @classmethod

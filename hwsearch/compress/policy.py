@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from hwsearch.errors import ConfigError
+from hwsearch.io import atomic_write_text
 
 PATTERNS = ("dense", "fine", "nm")
 CLIPS = ("minmax", "mse")
@@ -205,8 +206,6 @@ class Policy:
 
     def to_json(self, path: str) -> None:
         """Write to a JSON file atomically."""
-        from hwsearch.io import atomic_write_text
-
         atomic_write_text(path, json.dumps(self.to_dict(), indent=1))
 
     @classmethod

@@ -37,6 +37,7 @@ from typing import BinaryIO
 import numpy as np
 
 from hwsearch.augment import CropFlip
+from hwsearch.cache import cache_root
 from hwsearch.data import Presplit, register
 from hwsearch.datasets.safe_pickle import load_arrays
 from hwsearch.errors import DataError
@@ -69,8 +70,6 @@ class Cifar10Arrays:
 # ---- where a copy is ------------------------------------------------------------------------------
 def data_dirs() -> list[Path]:
     """Folders searched when the source names no path: ``$HWSEARCH_DATA`` (if set), then ``<cache>/datasets``."""
-    from hwsearch.estimators.measured import cache_root
-
     env = os.environ.get("HWSEARCH_DATA")
     return ([Path(env).expanduser()] if env else []) + [cache_root() / "datasets"]
 
@@ -258,8 +257,6 @@ def cache_key(copy: str | os.PathLike) -> str:
 
 def cache_path(copy: str | os.PathLike) -> Path:
     """Where the decoded arrays of ``copy`` are (or will be) cached."""
-    from hwsearch.estimators.measured import cache_root
-
     return cache_root() / "decoded" / f"cifar10-{cache_key(copy)}.npz"
 
 

@@ -16,14 +16,14 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import numpy as np
 
 from hwsearch.errors import CorruptTable, HwsearchError
+from hwsearch.hwmodel import MODEL_VERSION, Accelerator, cost, costs
 from hwsearch.io import atomic_write_text
 from hwsearch.ir import LayerSpec, NetSpec
-
-if TYPE_CHECKING:
-    from hwsearch.hwmodel import Accelerator
 
 FORMAT_VERSION = 1
 
@@ -225,15 +225,11 @@ def _digest(payload: Mapping[str, Any]) -> str:
 # ---- tables built from the accelerator model --------------------------------------------------------
 def model_fingerprint(accel: Accelerator) -> dict[str, Any]:
     """What a model-built table's numbers depend on: the cost model's version and the accelerator."""
-    from hwsearch.hwmodel import MODEL_VERSION
-
     return {"model": "hwsearch.hwmodel", "model_version": MODEL_VERSION, "accelerator": accel.to_dict()}
 
 
 def model_entry(layer: LayerSpec, accel: Accelerator) -> TableEntry:
     """A table entry from the accelerator model (latency, energy, cycles, utilisation, energy by level)."""
-    from hwsearch.hwmodel import cost
-
     c = cost(layer, accel)
     extra = {"compute_cycles": float(c.compute_cycles), "stall_cycles": float(c.stall_cycles),
              "utilization": c.utilization, "dram_bytes": c.dram_bytes}
@@ -250,8 +246,6 @@ def space_layers(space: Any, bases: int = 4, seed: int = 0, bits: Iterable[int] 
     missing: `LatencyTable.fill` costs it when a network needs it. A space that can list its layers
     exactly (a ``layer_specs()`` method) is asked instead. Each layer is also added at every width in
     ``bits``."""
-    import numpy as np
-
     lister = getattr(space, "layer_specs", None)
     if callable(lister):
         found = {layer.key: layer for layer in lister()}
@@ -285,8 +279,6 @@ def build_model_table(space: Any, accel: Accelerator, path: str | Path | None = 
                       seed: int = 0, bits: Iterable[int] = (), patience: int = 100) -> LatencyTable:
     """The model-built table of a (space, accelerator) pair, loaded from ``path`` when valid and
     complete, rebuilt (with a warning) when corrupt or stale, and saved there."""
-    from hwsearch.hwmodel import costs
-
     layers = space_layers(space, bases, seed, tuple(bits), patience=patience)
     costs(layers, accel)  # one batched mapping pass; model_entry then reads the cache
     fp = model_fingerprint(accel)

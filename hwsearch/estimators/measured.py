@@ -19,11 +19,12 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
+from hwsearch import spaces
 from hwsearch.cache import cache_root
 from hwsearch.errors import ConfigError, CorruptTable, MissingTable
 from hwsearch.estimators.latency_predictor import (
@@ -71,10 +72,6 @@ class MeasuredLatency:
                  clock: str | None = None, cache_dir: str | os.PathLike | None = None,
                  layer_timer: TimerConfig | None = None, network_timer: TimerConfig | None = None,
                  statistic: str = "median", progress: bool = False) -> None:
-        from dataclasses import replace
-
-        from hwsearch import spaces
-
         self.space = spaces.get(space) if isinstance(space, str) else space
         self.space_name = self.space.name
         self.fingerprint: DeviceFingerprint = device_fingerprint(device, threads, dtype, clock)

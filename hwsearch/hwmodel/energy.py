@@ -5,6 +5,8 @@ bits costs ``p_w * p_a / 64`` of the 8-bit one, since a multiplier's energy grow
 its operand widths (Bit Fusion's bit-bricks make that exact). SRAM energy per byte grows with the
 square root of the capacity (bit-line and word-line length, the trend CACTI reports); the table gives
 it at a reference size. Tables are a registry keyed by the accelerator's ``tech`` field.
+
+This module imports nothing from the rest of the model (the spec validates ``tech`` against `TABLES`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from hwsearch.registry import Registry
 
 if TYPE_CHECKING:
     from hwsearch.hwmodel.spec import Accelerator
@@ -45,13 +49,23 @@ class EnergyTable:
         return max(scaled, self.rf_psum_pj)
 
 
-TABLES: dict[str, EnergyTable] = {}
+# Technology tables by name; `register(table)` adds one.
+TABLES: Registry[EnergyTable] = Registry("energy table")
 
 
 def register(table: EnergyTable) -> EnergyTable:
     """Add a technology table to the registry."""
-    TABLES[table.name] = table
-    return table
+    return TABLES.add(table.name, table)
+
+
+def get(name: str) -> EnergyTable:
+    """The table registered as ``name``."""
+    return TABLES.get(name)
+
+
+def names() -> list[str]:
+    """Registered table names, sorted."""
+    return TABLES.names()
 
 
 register(EnergyTable(

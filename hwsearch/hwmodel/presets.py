@@ -2,20 +2,20 @@
 
 A preset is one decorated factory; `hwsearch hw presets` lists them without being edited. Where a
 paper does not give a number the model needs (a clock, a DRAM width), the value chosen is marked as
-ours in its source line.
+ours in its source line. The factories go in `hwsearch.hwmodel.spec.PRESETS`, the registry
+`Accelerator.preset` looks in (it imports this module on its first lookup).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from hwsearch.errors import UnknownName
-from hwsearch.hwmodel.spec import Accelerator
+from hwsearch.hwmodel.spec import PRESETS, Accelerator
 
 KiB = 1024
 MiB = 1024 * 1024
 
-PRESETS: dict[str, Callable[[], Accelerator]] = {}
+# The text citing where each preset's numbers come from, by preset name.
 SOURCES: dict[str, str] = {}
 
 
@@ -23,25 +23,20 @@ def register(name: str, source: str) -> Callable[[Callable[[], Accelerator]], Ca
     """Decorator adding a preset factory (and the text citing where its numbers come from)."""
 
     def add(factory: Callable[[], Accelerator]) -> Callable[[], Accelerator]:
-        PRESETS[name] = factory
         SOURCES[name] = source
-        return factory
+        return PRESETS.add(name, factory)
 
     return add
 
 
 def get(name: str) -> Accelerator:
     """The preset called ``name``."""
-    try:
-        factory = PRESETS[name]
-    except KeyError:
-        raise UnknownName(f"unknown accelerator preset {name!r}; known: {', '.join(sorted(PRESETS))}") from None
-    return factory()
+    return Accelerator.preset(name)
 
 
 def names() -> list[str]:
     """Preset names, sorted."""
-    return sorted(PRESETS)
+    return PRESETS.names()
 
 
 @register("eyeriss", "Chen et al., ISCA 2016 / JSSC 2017: 12x14 PEs, row-stationary, 108 KB global buffer, "

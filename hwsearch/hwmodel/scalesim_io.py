@@ -1,8 +1,5 @@
-"""Reading SCALE-Sim's files: ``.cfg`` architecture files and topology CSVs (conv or GEMM).
-
-SCALE-Sim counts words, not bytes, and has no clock, no bit-widths and no padding; the conversion
-takes a word as one 8-bit byte, the clock as 1 GHz, and in CALC bandwidth mode (where SCALE-Sim
-sizes the DRAM link itself) 10 bytes per cycle.
+"""Reading SCALE-Sim's files: topology CSVs (conv or GEMM) here, ``.cfg`` architecture files through
+`hwsearch.hwmodel.scalesim_cfg` (which says how words, clock and bandwidth convert).
 
 A topology row becomes `LayerSpec`s that keep SCALE-Sim's own conventions, so that costing a topology
 reproduces SCALE-Sim layer by layer. What SCALE-Sim does (``scalesim/topology_utils.py`` and
@@ -27,7 +24,6 @@ reproduces SCALE-Sim layer by layer. What SCALE-Sim does (``scalesim/topology_ut
 
 from __future__ import annotations
 
-import configparser
 import csv
 from pathlib import Path
 
@@ -35,44 +31,10 @@ from hwsearch.errors import SpecError
 from hwsearch.hwmodel.spec import Accelerator
 from hwsearch.ir import LayerSpec
 
-DEFAULT_CLOCK_HZ = 1e9
-CALC_BANDWIDTH = 10.0
-
 
 def read_cfg(path: str | Path) -> Accelerator:
-    """An `Accelerator` from a SCALE-Sim ``.cfg`` file."""
-    path = Path(path)
-    if not path.is_file():
-        raise SpecError(f"SCALE-Sim config {str(path)!r} does not exist")
-    cp = configparser.ConfigParser()
-    try:
-        cp.read(path)
-        arch = cp["architecture_presets"]
-    except (configparser.Error, KeyError) as e:
-        raise SpecError(f"SCALE-Sim config {path.name!r} is unreadable or lacks [architecture_presets]: {e}") from None
-
-    def num(key: str) -> int:
-        try:
-            return int(str(arch[key]).strip())
-        except KeyError:
-            raise SpecError(f"SCALE-Sim config {path.name!r}: [architecture_presets] lacks {key!r}") from None
-        except ValueError:
-            raise SpecError(f"SCALE-Sim config {path.name!r}: {key} = {arch[key]!r} is not an integer") from None
-
-    bw = CALC_BANDWIDTH
-    mode = cp.get("run_presets", "InterfaceBandwidth", fallback="CALC").strip().upper()
-    if mode == "USER" and "Bandwidth" in arch:
-        try:
-            bw = float(min(float(x) for x in str(arch["Bandwidth"]).split(",") if x.strip()))
-        except ValueError:
-            raise SpecError(f"SCALE-Sim config {path.name!r}: Bandwidth = {arch['Bandwidth']!r} is not a number") from None
-    name = cp.get("general", "run_name", fallback=path.stem).strip().strip('"') or path.stem
-    return Accelerator(
-        pe_rows=num("ArrayHeight"), pe_cols=num("ArrayWidth"), rf_bytes=4,
-        ifmap_sram_bytes=num("IfmapSramSzkB") * 1024, filter_sram_bytes=num("FilterSramSzkB") * 1024,
-        ofmap_sram_bytes=num("OfmapSramSzkB") * 1024, dram_bw=bw, clock_hz=DEFAULT_CLOCK_HZ,
-        dataflow=str(arch.get("Dataflow", "os")).strip().lower(), native_bits=8, precisions=(8,), name=name,
-    )
+    """An `Accelerator` from a SCALE-Sim ``.cfg`` file (`Accelerator.from_scalesim_cfg`)."""
+    return Accelerator.from_scalesim_cfg(path)
 
 
 def read_topology(path: str | Path, gemm: bool | None = None, bits: int = 8) -> list[LayerSpec]:

@@ -3,7 +3,11 @@
 One `Accelerator` keys the cost caches and is what the NAAS search varies (PE rows/cols, register
 file, buffers, DRAM bandwidth, dataflow, precisions, sparsity support), so each field is checked here
 with an error that names it. YAML/JSON go through `to_dict`/`from_dict`; SCALE-Sim `.cfg` files
-through `hwsearch.hwmodel.scalesim_io`.
+through `hwsearch.hwmodel.scalesim_cfg`.
+
+The modules that build accelerators import this one, never the reverse: named presets register
+their factories in `PRESETS` here, whose built-ins (`hwsearch.hwmodel.presets`) are imported on the
+first lookup; the energy tables and the ``.cfg`` reader import nothing from the model.
 
 Precision semantics (documented once, used by the mapper):
 
@@ -22,12 +26,16 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from hwsearch.errors import SpecError
+from hwsearch.hwmodel import energy
+from hwsearch.hwmodel.scalesim_cfg import cfg_fields
+from hwsearch.io import atomic_write_text
+from hwsearch.registry import Registry
 
 DATAFLOWS = ("ws", "os", "is", "rs")
 SPARSITY = ("none", "zero_skip", "nm")
@@ -99,10 +107,9 @@ class Accelerator:
                 f"{where}: rf_bytes={self.rf_bytes} is smaller than one word of each operand "
                 f"({3 * word:g} bytes at {self.native_bits} bits)"
             )
-        from hwsearch.hwmodel.energy import TABLES
-
-        if self.tech not in TABLES:
-            raise SpecError(f"{where}: tech {self.tech!r} is unknown; known energy tables: {', '.join(sorted(TABLES))}")
+        if self.tech not in energy.TABLES:
+            raise SpecError(f"{where}: tech {self.tech!r} is unknown; known energy tables: "
+                            f"{', '.join(energy.TABLES.names())}")
         self._set_hash()
 
     # Hashed once, since every cost lookup keys on the accelerator. String hashes differ between
@@ -155,16 +162,12 @@ class Accelerator:
     @property
     def area_mm2(self) -> float:
         """Silicon area of the PEs, register files and buffers (see `hwsearch.hwmodel.energy`)."""
-        from hwsearch.hwmodel.energy import area_mm2
-
-        return area_mm2(self)
+        return energy.area_mm2(self)
 
     @property
     def peak_power_w(self) -> float:
         """Power with every PE busy each cycle and the buffer and DRAM links at full rate."""
-        from hwsearch.hwmodel.energy import peak_power_w
-
-        return peak_power_w(self)
+        return energy.peak_power_w(self)
 
     def with_(self, **changes: Any) -> Accelerator:
         """A copy with some fields changed (validated again)."""
@@ -195,8 +198,6 @@ class Accelerator:
 
     def to_file(self, path: str | Path) -> None:
         """Write as JSON or YAML (by extension), atomically."""
-        from hwsearch.io import atomic_write_text
-
         path = Path(path)
         if path.suffix.lower() in (".yaml", ".yml"):
             import yaml
@@ -233,27 +234,26 @@ class Accelerator:
     @classmethod
     def from_scalesim_cfg(cls, path: str | Path) -> Accelerator:
         """An accelerator from a SCALE-Sim ``.cfg`` file (array, SRAM sizes, dataflow, bandwidth)."""
-        from hwsearch.hwmodel.scalesim_io import read_cfg
-
-        return read_cfg(path)
+        return cls(**cfg_fields(path))
 
     @classmethod
     def preset(cls, name: str) -> Accelerator:
         """A named preset (see `hwsearch.hwmodel.presets`)."""
-        from hwsearch.hwmodel.presets import get
-
-        return get(name)
+        return PRESETS.get(name)()
 
     @classmethod
     def resolve(cls, spec: str | Path | Accelerator) -> Accelerator:
         """A preset name, a JSON/YAML/.cfg file path, or an `Accelerator` itself."""
         if isinstance(spec, Accelerator):
             return spec
-        from hwsearch.hwmodel.presets import PRESETS
-
         s = str(spec)
         if s in PRESETS:
             return cls.preset(s)
         if Path(s).suffix.lower() in (".json", ".yaml", ".yml", ".cfg") or Path(s).exists():
             return cls.from_file(s)
         return cls.preset(s)  # raises UnknownName listing the presets
+
+
+# Preset factories by name (``@hwsearch.hwmodel.presets.register(name, source)`` adds one); the
+# built-in presets are registered by `hwsearch.hwmodel.presets`, imported on the first lookup.
+PRESETS: Registry[Callable[[], Accelerator]] = Registry("accelerator preset", builtins="hwsearch.hwmodel.presets")

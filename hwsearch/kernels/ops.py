@@ -127,7 +127,7 @@ def _float_kernel(layer: LayerSpec, device: str, precision: str) -> tuple[Callab
     import torch
     from torch import nn
 
-    from hwsearch.spaces.conv import SameConv2d
+    from hwsearch.spaces.conv import SameConv2d  # deferred: torch (hwsearch.kernels loads it per kernel)
 
     dt = _torch_dtype(precision)
     dev = torch.device(device)

@@ -208,6 +208,7 @@ class FBNetSpace(SearchSpace):
 
     def build(self, choice: Mapping[str, Any]) -> torch.nn.Module:
         """A freshly initialised FBNet for ``choice``."""
+        # deferred: the module imports torch, and checking a config never builds a network
         from hwsearch.spaces._fbnet_modules import FBNet
 
         choice = self.validate(choice)

@@ -144,6 +144,7 @@ class NB201Space(SearchSpace):
 
     def build(self, choice: Mapping[str, Any]) -> torch.nn.Module:
         """A freshly initialised NAS-Bench-201 network for ``choice``."""
+        # deferred: the module imports torch, and checking a config never builds a network
         from hwsearch.spaces._nb201_modules import NB201Network
 
         return NB201Network(self.validate(choice), self.cells(), self.in_channels, self.channels,

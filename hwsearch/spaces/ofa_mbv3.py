@@ -162,6 +162,7 @@ class OFAMobileNetV3Space(SearchSpace):
 
     def build(self, choice: Mapping[str, Any]) -> torch.nn.Module:
         """A freshly initialised network for ``choice``."""
+        # deferred: the module imports torch, and checking a config never builds a network
         from hwsearch.spaces.blocks import MobileNetV3
 
         return MobileNetV3(self.plan(choice))

@@ -135,6 +135,7 @@ class ViTSpace(SearchSpace):
 
     def build(self, choice: Mapping[str, Any]) -> torch.nn.Module:
         """A freshly initialised network for ``choice``."""
+        # deferred: the module imports torch, and checking a config never builds a network
         from hwsearch.spaces.blocks import VisionTransformer
 
         return VisionTransformer(self.plan(choice))

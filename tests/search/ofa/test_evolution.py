@@ -57,6 +57,17 @@ def test_evolution_finds_a_better_feasible_choice_than_random_search_at_equal_qu
     assert list(evo.history) == sorted(evo.history)
 
 
+
+def test_the_old_name_random_search_still_runs_random_sampling(space):
+    from hwsearch.search import ofa
+    from hwsearch.search.ofa.evolution import random_search
+
+    assert random_search is random_sampling and ofa.random_search is random_sampling
+    res = random_search(space, index_sum(space), 30, seed=1)
+    assert res.queries == 30 and space.validate(res.best_choice) == res.best_choice
+    assert res.best_score == max(res.history) == float(space.encode(res.best_choice).sum())
+    assert res == random_sampling(space, index_sum(space), 30, seed=1)
+
 def test_saved_state_resumes_the_same_proposals_after_a_json_round_trip(space):
     feasible = Feasibility(space, Constraints(max_macs=space.to_netspec(space.reference("largest")).macs * 0.6))
     a = Evolution(space, EvolutionSettings(population=6), feasible, seed=3)
