@@ -88,6 +88,9 @@ def main(argv: list[str] | None = None) -> None:
         bundle = Path(tmp) / "bundle"
         report = json.loads((bundle / "report.json").read_text())
         refined = refined_vs_scratch(run, args.scratch_seeds)
+        from hwsearch.search.engine.rundir import RunDir
+
+        source = RunDir(run).config().data.source
         hw = None
         if (bundle / "hardware.json").is_file():
             hw = json.loads(_cli("hw", "cost", "--accel", str(bundle / "hardware.json"), "--layers",
@@ -96,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     best = s["best"]
     body = (
         f"## An experiment end to end (`hwsearch run {args.config}`)\n\n"
-        f"{args.config}: {s['space']} on digits, searcher {s['searcher']}, objectives "
+        f"{args.config}: {s['space']} on `{source}`, searcher {s['searcher']}, objectives "
         f"{', '.join(o['metric'] + ' ' + o['mode'] for o in s['objectives'])}, constraints "
         f"{', '.join(s['constraints']) or 'none'}.\n\n"
         "| measure | value |\n|---|---|\n"
@@ -117,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
         n_test = refined[0]["n_test"]
         body += ("\nEach refined triple (sub-network, bit-widths, accelerator) after final training, against its "
                  f"network trained from scratch in full precision with the space's default recipe (seeds "
-                 f"{', '.join(map(str, args.scratch_seeds))}; median, range in brackets). Test split of digits: "
+                 f"{', '.join(map(str, args.scratch_seeds))}; median, range in brackets). Test split: "
                  f"{n_test} images (one image = {100 / n_test:.2f} pt).\n\n"
                  "| rank | MMACs | predicted | refined test % (final-training epochs) | from scratch, float % | "
                  "refined - scratch |\n|---|---|---|---|---|---|\n")
