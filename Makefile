@@ -1,6 +1,8 @@
 # Two entry points, both of which set up a local virtual environment first:
 #   make run   - the default experiment (`hwsearch run`)
-#   make test  - the whole test suite
+#   make test  - the whole test suite but the two-node cluster test
+#   make test-cluster - the two-node Ray cluster test (tests/search/engine/test_cluster.py, ~5 min): two
+#                       `ray start` nodes on loopback addresses, lost node, driver killed and resumed
 # Both install exactly the versions in constraints.txt, the set the suite last passed with.
 # `make lock` refreshes that lock to the newest versions pyproject.toml allows and runs the suite on them.
 PYTHON ?= python3
@@ -10,7 +12,7 @@ LOCK   := constraints.txt
 # The CPU wheel, installed first so that nothing pulls a multi-GB CUDA build of torch.
 TORCH  ?= torch==2.13.0
 
-.PHONY: setup run test bench lint lock
+.PHONY: setup run test test-cluster bench lint lock
 
 setup: $(VENV)/.installed
 
@@ -26,8 +28,12 @@ $(VENV)/.installed: pyproject.toml $(LOCK)
 run: setup
 	$(BIN)/hwsearch run
 
+# The cluster test takes minutes (two Ray nodes, four searches), so it has its own target; CI runs both.
 test: setup
-	$(BIN)/python -m pytest --durations=10
+	$(BIN)/python -m pytest -m "not cluster" --durations=10
+
+test-cluster: setup
+	$(BIN)/python -m pytest -m cluster --durations=10
 
 lint: setup
 	$(BIN)/ruff check hwsearch tests benchmarks

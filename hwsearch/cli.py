@@ -343,7 +343,9 @@ def _run_path(run: str) -> str:
 def run_cmd(
     config: str | None = typer.Argument(None, help="Experiment YAML; default: configs/default.yaml."),
     name: str | None = typer.Option(None, help="Run name (folder under output.root); default: the config's."),
-    address: str | None = typer.Option(None, help="Ray cluster address; default: a local Ray on loopback."),
+    address: str | None = typer.Option(None, help="Ray cluster address (HOST:PORT); default: a local Ray on "
+                                       "loopback. A cluster with token authentication needs its token in "
+                                       "RAY_AUTH_TOKEN (or a file named by RAY_AUTH_TOKEN_PATH); see docs/cluster.md."),
     workers: int | None = typer.Option(None, help="Trials at the same time (ray.workers)."),
     overrides: list[str] = typer.Option([], "--set", help="Override a config field: --set budget.trials=4 (repeatable)."),
     resume: str | None = typer.Option(None, help="Continue the run in this directory (or runs/NAME)."),

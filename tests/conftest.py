@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,13 +76,14 @@ def _wait_for_trials(run_path: Path, proc: subprocess.Popen, at_least: int, time
 
 
 def _killed_run(config: Path, run_path: Path, at_least: int = 2, env: dict[str, str] | None = None,
-                timeout_s: float = 400) -> Any:
-    """Run ``hwsearch run CONFIG`` in another process, SIGKILL it (driver, Ray and trials, as in a power cut)
-    once ``run_path`` has recorded ``at_least`` trials, and return the trials recorded before the kill."""
+                timeout_s: float = 400, args: Sequence[str] = ()) -> Any:
+    """Run ``hwsearch run CONFIG [ARGS]`` in another process, SIGKILL it (driver, and Ray and trials when it
+    started them, as in a power cut) once ``run_path`` has recorded ``at_least`` trials, and return the
+    trials recorded before the kill. With ``args=["--address", A]`` only the driver dies; the cluster stays."""
     from hwsearch.search.engine.rundir import RunDir
 
     root = Path(__file__).resolve().parent.parent
-    proc = subprocess.Popen([sys.executable, "-m", "hwsearch.cli", "run", str(config), "--quiet"], cwd=root,
+    proc = subprocess.Popen([sys.executable, "-m", "hwsearch.cli", "run", str(config), *args, "--quiet"], cwd=root,
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         _wait_for_trials(run_path, proc, at_least, timeout_s)
@@ -94,8 +95,8 @@ def _killed_run(config: Path, run_path: Path, at_least: int = 2, env: dict[str, 
 
 @pytest.fixture(scope="session")
 def killed_run() -> Callable[..., Any]:
-    """``killed_run(config_path, run_path, at_least=2, env=None)``: the trials a run of the config had
-    recorded when it was killed with SIGKILL (see `_killed_run`)."""
+    """``killed_run(config_path, run_path, at_least=2, env=None, args=())``: the trials a run of the config
+    had recorded when it was killed with SIGKILL (see `_killed_run`)."""
     return _killed_run
 
 

@@ -114,12 +114,19 @@ class BudgetConfig(_Section):
 
 
 class RayConfig(_Section):
-    """Where trials run and how many at once."""
+    """Where trials run, how many at once, and how often a failed trial is restarted."""
 
-    address: str | None = None
+    address: str | None = Field(None, description="Ray cluster address (HOST:PORT or auto); none: a local Ray "
+                                                   "on loopback. A cluster with token authentication needs "
+                                                   "RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH) set, see docs/cluster.md")
     workers: int = Field(2, ge=1, description="trials running at the same time")
     cpus_per_trial: float = Field(1.0, gt=0)
     gpus_per_trial: float = Field(0.0, ge=0)
+    max_failures: int = Field(0, ge=-1, description="times Tune restarts a trial from scratch after it failed "
+                                                     "(its node was lost, its worker died, or it raised) before "
+                                                     "recording it failed; -1: without limit. 0 records the "
+                                                     "first failure; on a cluster whose nodes may go away, 2 or "
+                                                     "3 lets a lost node's trials run again elsewhere")
 
 
 class OutputConfig(_Section):

@@ -45,6 +45,7 @@ class RecordCallback(tune.Callback):
         self.run_path = run_path
         self.quiet = quiet
         self._rows: dict[str, dict[str, Any]] | None = None
+        self._config: ExperimentConfig | None = None  # read once: validating it costs ~20 ms a trial
         self._start = time.time()
 
     def setup(self, **info: Any) -> None:
@@ -60,18 +61,22 @@ class RecordCallback(tune.Callback):
         return self._rows
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        """Record a finished trial."""
-        self._record(finished_row(trial.trial_id, dict(trial.last_result or {})))
+        """Record a finished trial, with its failed attempts before (a lost node: ``ray.max_failures``)."""
+        self._record({**finished_row(trial.trial_id, dict(trial.last_result or {})),
+                      "failures": int(getattr(trial, "num_failures", 0) or 0)})
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """Record a failed trial with its reason."""
         self._record({"trial_id": trial.trial_id, "status": "failed", "feasible": False,
                       "error": _error_line(trial), "choice": json.dumps(_choice_of(trial), sort_keys=True),
-                      "finished_at": time.time(), "artifacts": None})
+                      "finished_at": time.time(), "artifacts": None,
+                      "failures": int(getattr(trial, "num_failures", 0) or 0)})
 
     def _record(self, row: dict[str, Any]) -> None:
         run = RunDir(Path(self.run_path))
-        config = run.config()
+        if self._config is None:
+            self._config = run.config()
+        config = self._config
         rows = self._load()
         rows[row["trial_id"]] = row
         df = run.write_trials(list(rows.values()))
@@ -138,7 +143,7 @@ def tune_trial_states(run_path: str | Path) -> dict[str, str] | None:
         return None
 
 
-_KEEP = {"feasible", "choice", "started_at", "finished_at", "duration_s"}
+_KEEP = {"feasible", "choice", "started_at", "finished_at", "duration_s", "node"}
 _TUNE_KEYS = {"timestamp", "training_iteration", "time_this_iter_s", "time_total_s", "pid", "time_since_restore",
               "iterations_since_restore", "done", "date", "hostname", "node_ip", "trial_id", "experiment_tag",
               "checkpoint_dir_name", "should_checkpoint"}
@@ -174,7 +179,14 @@ def init_ray(address: str | None, config: ExperimentConfig) -> bool:
         return False
     common = dict(include_dashboard=False, log_to_driver=False, logging_level="error", configure_logging=True)
     if address:
-        ray.init(address=address, **common)
+        token = use_cluster_token()
+        try:
+            ray.init(address=address, **common)
+        except ConnectionError as e:
+            hint = ("the token in RAY_AUTH_TOKEN/RAY_AUTH_TOKEN_PATH may not be this cluster's" if token else
+                    "if the cluster uses token authentication, set RAY_AUTH_TOKEN to its token "
+                    "(`ray get-auth-token` on the head node) or RAY_AUTH_TOKEN_PATH to a file holding it")
+            raise RunError(f"cannot connect to the Ray cluster at {address}: {e}; {hint}") from None
     else:
         # Ray's servers listen on every interface (it swaps 127.0.0.1 for a reachable address), so a
         # local instance gets a random token that only this process and its Ray children know.
@@ -186,15 +198,37 @@ def init_ray(address: str | None, config: ExperimentConfig) -> bool:
     return True
 
 
-def _enable_token_auth() -> None:
+def use_cluster_token() -> bool:
+    """Turn on Ray's token authentication when the user gave a token (True) and did not set the mode.
+
+    Ray (2.5x/2.60) sends a token to an explicit cluster address only with ``RAY_AUTH_MODE=token``;
+    with just ``RAY_AUTH_TOKEN`` set it connects without one and the cluster refuses it after
+    retrying for about 20 s. ``RAY_AUTH_MODE=disabled`` set by the user is respected."""
+    if os.environ.get("RAY_AUTH_MODE"):
+        return os.environ["RAY_AUTH_MODE"].lower() == "token"
+    if not (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")):
+        return False
     os.environ["RAY_AUTH_MODE"] = "token"
-    os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+    _reload_ray_config()
+    return True
+
+
+def _reload_ray_config() -> bool:
+    """Make an already imported Ray read ``RAY_AUTH_MODE`` again (it caches its config on import);
+    False for a Ray without token authentication."""
     try:
-        # Ray caches its config when imported; reloading it is what `ray get-auth-token` set-up does.
         from ray._raylet import Config
 
         Config.initialize("")
     except (ImportError, AttributeError):
+        return False
+    return True
+
+
+def _enable_token_auth() -> None:
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+    if not _reload_ray_config():
         # A Ray without token support: run without it rather than fail to start.
         del os.environ["RAY_AUTH_MODE"], os.environ["RAY_AUTH_TOKEN"]
 
@@ -270,7 +304,7 @@ def _tune(run: RunDir, searcher: Any, quiet: bool, address: str | None = None) -
             run_config=tune.RunConfig(
                 name=run.path.name, storage_path=str(run.path.parent), verbose=0,
                 callbacks=[RecordCallback(str(run.path), quiet=quiet)],
-                failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+                failure_config=tune.FailureConfig(max_failures=config.ray.max_failures, fail_fast=False),
             ),
         )
         return _fit(tuner, run, config)
@@ -311,4 +345,4 @@ def finished_rows(run: RunDir) -> list[dict[str, Any]]:
 
 
 __all__ = ["RecordCallback", "finished_row", "finished_rows", "init_ray", "record_saved_trials", "resume_experiment",
-           "run_experiment", "tune_trial_states"]
+           "run_experiment", "tune_trial_states", "use_cluster_token"]

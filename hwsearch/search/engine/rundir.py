@@ -29,8 +29,10 @@ from hwsearch.search.pareto import nondominated_all
 
 RUN_FORMAT = 1
 MARKER = "hwsearch-run.json"
+# ``node``: the Ray node (IP/node id) that evaluated the trial; ``failures``: its failed attempts (a lost
+# node, a crash), each followed by a fresh start while ``ray.max_failures`` allows.
 BASE_COLUMNS = ("trial_id", "status", "feasible", "error", "choice", "started_at", "finished_at", "duration_s",
-                "artifacts")
+                "artifacts", "node", "failures")
 
 
 @dataclass(frozen=True)
@@ -195,9 +197,8 @@ def pareto_front(df: pd.DataFrame, config: ExperimentConfig) -> list[dict[str, A
     ok = candidates(df, config)
     if ok.empty:
         return []
-    signs = [1.0 if o.mode == "min" else -1.0 for o in config.objectives]
-    vals = np.array([[s * float(r[o.metric]) for o, s in zip(config.objectives, signs, strict=True)]
-                     for _, r in ok.iterrows()])
+    signs = np.array([1.0 if o.mode == "min" else -1.0 for o in config.objectives])
+    vals = ok[[o.metric for o in config.objectives]].to_numpy(dtype=float) * signs
     rows = ok.iloc[np.flatnonzero(nondominated_all(vals))]  # equal trials are all kept
     rows = sort_by_primary(rows, config)
     return [row_document(r) for _, r in rows.iterrows()]

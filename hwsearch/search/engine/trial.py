@@ -5,6 +5,9 @@ A trial writes its folder ``trials/<trial_id>/`` in the run directory (choice, N
 it into place, so a folder that exists is complete. If Tune restarts a trial that had already
 finished (a ``kill -9`` between the trial's end and Tune's next state save), the trial reports the
 saved result instead of training again: no finished trial is evaluated twice.
+
+The report names the Ray node that evaluated the trial (``node``: its IP and node id), so that a run
+on a cluster shows where each trial ran and a lost node's trials can be traced.
 """
 
 from __future__ import annotations
@@ -29,8 +32,9 @@ class ObjectiveMissing(RuntimeError):
     """A trial finished without reporting one of the objectives."""
 
 
-def evaluate_trial(params: dict[str, Any], config: ExperimentConfig, trial_dir: Path) -> dict[str, Any]:
-    """Evaluate one proposal, save its folder at ``trial_dir`` and return its report."""
+def evaluate_trial(params: dict[str, Any], config: ExperimentConfig, trial_dir: Path,
+                   node: str | None = None) -> dict[str, Any]:
+    """Evaluate one proposal, save its folder at ``trial_dir`` and return its report (``node``: where it ran)."""
     if (trial_dir / "report.json").is_file():
         return json.loads((trial_dir / "report.json").read_text())
     started = time.time()
@@ -55,6 +59,7 @@ def evaluate_trial(params: dict[str, Any], config: ExperimentConfig, trial_dir: 
         "started_at": started,
         "finished_at": finished,
         "duration_s": finished - started,
+        "node": node,
     }
     save_trial(trial_dir, ev, report)
     return report
@@ -80,16 +85,23 @@ def save_trial(trial_dir: Path, ev: evaluators.Evaluation, report: dict[str, Any
         raise
 
 
+def this_node() -> str:
+    """``IP/node id`` of the Ray node this process runs on (a cluster may run several nodes on one IP)."""
+    import ray
+
+    return f"{ray.util.get_node_ip_address()}/{ray.get_runtime_context().get_node_id()}"
+
+
 def trainable(params: dict[str, Any], *, run_path: str, config: dict[str, Any]) -> None:
     """The Ray Tune function trainable: evaluate and report once."""
     from ray import tune
 
     cfg = ExperimentConfig.model_validate(config)
     trial_id = tune.get_context().get_trial_id()
-    report = evaluate_trial(params, cfg, Path(run_path) / "trials" / trial_id)
+    report = evaluate_trial(params, cfg, Path(run_path) / "trials" / trial_id, node=this_node())
     if isinstance(report.get("choice"), dict):
         report = {**report, "choice": json.dumps(report["choice"], sort_keys=True)}
     tune.report(report)
 
 
-__all__ = ["ObjectiveMissing", "evaluate_trial", "save_trial", "trainable"]
+__all__ = ["ObjectiveMissing", "evaluate_trial", "save_trial", "this_node", "trainable"]

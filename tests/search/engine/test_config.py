@@ -38,6 +38,7 @@ def test_set_overrides_nested_fields_with_yaml_values():
 @pytest.mark.parametrize("override, field", [
     ("budget.trials=0", "budget.trials"),
     ("ray.workers=-1", "ray.workers"),
+    ("ray.max_failures=-2", "ray.max_failures"),
     ("evaluation.recipe.optimizer=lion", "evaluation.recipe.optimizer"),
     ("objectives=[{metric: val_acc, mode: up}]", "objectives.0.mode"),
     ("constraints=['macs << 3']", "constraints"),

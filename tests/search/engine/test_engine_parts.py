@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -171,3 +172,34 @@ def test_export_of_an_unknown_trial_names_the_finished_ones(exported_run):
     run, _ = exported_run
     with pytest.raises(RunError, match="finished: t0"):
         find_trial(run, "nope")
+
+
+@pytest.mark.parametrize("env, enabled, mode", [
+    ({"RAY_AUTH_TOKEN": "t0ken"}, True, "token"),            # the user's token: sent to the cluster
+    ({"RAY_AUTH_TOKEN_PATH": "/some/file"}, True, "token"),
+    ({}, False, None),                                        # no token: Ray's own default
+    ({"RAY_AUTH_TOKEN": "t0ken", "RAY_AUTH_MODE": "disabled"}, False, "disabled"),  # the user's choice stands
+])
+def test_a_cluster_token_in_the_environment_turns_on_ray_token_auth_for_the_client(monkeypatch, env, enabled, mode):
+    from hwsearch.search.engine import driver
+
+    # a plain dict for os.environ: what the call sets must not leak into this process's later Ray starts
+    monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")} | env)
+    reloads = []
+    monkeypatch.setattr(driver, "_reload_ray_config", lambda: reloads.append(1) or True)  # not this process's Ray
+    assert driver.use_cluster_token() is enabled
+    assert os.environ.get("RAY_AUTH_MODE") == mode
+    assert len(reloads) == (1 if enabled else 0)
+
+
+
+def test_nondominated_all_keeps_exactly_the_rows_no_other_row_dominates():
+    from hwsearch.search.pareto import nondominated_all
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        p = rng.integers(0, 4, size=(int(rng.integers(0, 25)), int(rng.integers(1, 4)))).astype(float)
+        if len(p) and rng.random() < 0.3:
+            p[rng.integers(len(p)), rng.integers(p.shape[1])] = rng.choice([np.inf, -np.inf, np.nan])
+        dominated = [any(np.all(q <= r) and np.any(q < r) for q in p) for r in p]
+        assert nondominated_all(p).tolist() == [not d for d in dominated]

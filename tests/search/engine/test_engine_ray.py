@@ -32,6 +32,10 @@ def test_a_run_records_every_trial_pareto_and_plots(parallel_run):
     assert len(df) == 4 and df["trial_id"].is_unique and set(df["status"]) == {"ok"}
     for col in METRICS + ["started_at", "finished_at", "artifacts"]:
         assert df[col].notna().all(), col
+    import ray
+
+    here = f"{ray.util.get_node_ip_address()}/{ray.get_runtime_context().get_node_id()}"
+    assert set(df["node"]) == {here} and set(df["failures"]) == {0}  # the one local node, no failed attempt
     pareto = json.loads(parallel_run.pareto_path.read_text())
     assert pareto["trials"] and {t["trial_id"] for t in pareto["trials"]} <= set(df["trial_id"])
     assert (parallel_run.plots_dir / "pareto_val_acc_vs_macs.png").is_file()
@@ -72,6 +76,18 @@ def test_a_diverging_trial_is_recorded_failed_and_the_search_goes_on(ray_local, 
     assert len(df) == 2 and set(df["status"]) == {"failed"}
     assert all("TrainingDiverged" in e and "nan" in e for e in df["error"])
     assert json.loads(run.pareto_path.read_text())["trials"] == []
+    assert set(df["failures"]) == {1}  # ray.max_failures is 0 by default: no second attempt
+
+
+def test_ray_max_failures_gives_a_failed_trial_more_attempts(ray_local, tmp_path, tiny_experiment):
+    from hwsearch.search.engine.driver import run_experiment
+
+    cfg = parse_config(tiny_experiment(tmp_path, name="again", budget={"trials": 1},
+                                       ray={"workers": 1, "cpus_per_trial": 1, "max_failures": 2},
+                                       evaluation={"epochs": 1, "seed": 0,
+                                                   "recipe": {"lr": 1e9, "grad_clip": 0, "batch_size": 128}}))
+    df = run_experiment(cfg, quiet=True).trials()
+    assert len(df) == 1 and df["status"].iloc[0] == "failed" and df["failures"].iloc[0] == 3  # 1 + 2 retries
 
 
 def test_resume_after_kill_9_loses_no_trial_and_repeats_none(ray_local, tmp_path, tiny_experiment,
