@@ -18,6 +18,7 @@ from hwsearch.spaces.supernet import (
     load_or_train,
     schedule,
     subnet_accuracy,
+    supernet_key,
     train_supernet,
 )
 from hwsearch.spaces.supernet.slicing import KernelTransforms, centre_crop
@@ -198,3 +199,14 @@ def test_cifar10_schedules_are_registered_and_the_cpu_one_is_the_shorter(name):
     assert cpu.recipe.batch_size == RECIPES["cifar10-cpu"].batch_size
     assert gpu.recipe.device == "auto"
     assert schedule({"preset": "cifar10-cpu", "epochs_width": 1}, name).epochs_full == cpu.epochs_full
+
+
+def test_supernet_key_ignores_settings_left_at_their_defaults_and_sees_any_other():
+    plan = schedule("cifar10-cpu", "ofa-mbv3")
+    key = supernet_key("ofa-mbv3", {"profile": "cifar10"}, "cifar10", plan, 0)
+    # a recipe setting spelled out at its default trains the same supernet: same key
+    spelled = plan.model_copy(update={"recipe": plan.recipe.model_copy(update={"kd_ratio": 0.0})})
+    assert supernet_key("ofa-mbv3", {"profile": "cifar10"}, "cifar10", spelled, 0) == key
+    changed = plan.model_copy(update={"recipe": plan.recipe.model_copy(update={"kd_ratio": 0.5})})
+    assert supernet_key("ofa-mbv3", {"profile": "cifar10"}, "cifar10", changed, 0) != key
+    assert supernet_key("ofa-mbv3", {"profile": "cifar10"}, "cifar10", schedule("tiny"), 0) != key

@@ -54,8 +54,10 @@ def trained_network(space: str, choice: Mapping[str, Any] | str = "largest", dat
     input_shape = sp.input_shape(choice)
     dataset = dataset.at_resolution(input_shape[1])
     # format 2: residual blocks start from zero (a different trained network for the same recipe).
-    ident = {"format": 2, "space": space, "choice": choice, "data": data, "seed": seed, "recipe": recipe.model_dump(),
-             "input_shape": list(input_shape)}
+    # Recipe settings at their defaults are left out, so a setting added later with a default that
+    # keeps the old behaviour leaves cached networks valid.
+    ident = {"format": 2, "space": space, "choice": choice, "data": data, "seed": seed,
+             "recipe": recipe.model_dump(exclude_defaults=True), "input_shape": list(input_shape)}
     if options or data_seed != seed:
         ident.update(space_options=options, data_seed=data_seed)
     # The architecture itself: a space whose definition changes gets a new key, not a stale state dict.

@@ -46,9 +46,11 @@ def space_kwargs_for(data: Dataset, space_kwargs: Mapping[str, Any] | None = Non
 def supernet_key(space: str, space_kwargs: Mapping[str, Any], data: str, plan: Schedule, seed: int,
                  data_seed: int = 0) -> str:
     """Stable digest of everything that changes a trained supernet (a space profile counts by its settings)."""
+    # Settings at their defaults are left out: a setting added later, whose default keeps the old
+    # behaviour, then leaves every cached supernet valid.
     text = json.dumps({"format": FORMAT_VERSION, "space": space, "space_kwargs": with_profile(space, space_kwargs),
-                       "data": data,
-                       "data_seed": int(data_seed), "schedule": plan.model_dump(mode="json"), "seed": int(seed)},
+                       "data": data, "data_seed": int(data_seed),
+                       "schedule": plan.model_dump(mode="json", exclude_defaults=True), "seed": int(seed)},
                       sort_keys=True, default=list)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
