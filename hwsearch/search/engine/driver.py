@@ -48,6 +48,10 @@ class RecordCallback(tune.Callback):
         self._config: ExperimentConfig | None = None  # read once: validating it costs ~20 ms a trial
         self._start = time.time()
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Tune pickles the callback with the run; one pickled by an older hwsearch lacks later attributes.
+        self.__dict__.update({"_rows": None, "_config": None, "quiet": False, "_start": time.time(), **state})
+
     def setup(self, **info: Any) -> None:
         """Reload the rows already recorded (on resume) and restart the clock."""
         self._load()
