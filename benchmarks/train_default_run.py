@@ -46,7 +46,7 @@ def refined_vs_scratch(run: Path, seeds: list[int]) -> list[dict]:
     from hwsearch.train import Recipe, train_and_evaluate
 
     rd = RunDir(run)
-    cfg, df = rd.config(), rd.trials
+    cfg, df = rd.config(), rd.trials()
     if "measured" not in df.columns:
         return []
     data = load_data(cfg.data.source, seed=cfg.data.seed)
