@@ -12,7 +12,10 @@ trains each refined triple's network from scratch in full precision (the space's
 it. Each config has its own section (``run:<config stem>``).
 
     python -m benchmarks.train_default_run [--config configs/optuna.yaml] [--set budget.trials=12 ...]
-        [--scratch-seeds 0 1 2]
+        [--scratch-seeds 0 1 2] [--run RUN_DIR]
+
+``--run`` measures a finished run folder instead of running the config (e.g. the one ``make run``
+wrote); its wall time is then the run's own record (started to last update).
 """
 
 from __future__ import annotations
@@ -76,13 +79,21 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[])
     p.add_argument("--scratch-seeds", type=int, nargs="+", default=[0, 1, 2],
                    help="seeds of the from-scratch trainings a NAAS run's refined triples are compared with")
+    p.add_argument("--run", default=None, help="a finished run folder to measure instead of running --config")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        sets = [a for o in [f"output.root={tmp}", *args.overrides] for a in ("--set", o)]
-        start = time.perf_counter()
-        _cli("run", args.config, *sets, "--quiet")
-        wall = time.perf_counter() - start
-        run = next(d for d in Path(tmp).iterdir() if d.is_dir())
+        if args.run:
+            run = Path(args.run)
+            record = json.loads((run / "hwsearch-run.json").read_text())
+            if record.get("state") != "finished":
+                raise SystemExit(f"{run} has not finished (state {record.get('state')!r})")
+            wall = record["updated"] - record["created"]
+        else:
+            sets = [a for o in [f"output.root={tmp}", *args.overrides] for a in ("--set", o)]
+            start = time.perf_counter()
+            _cli("run", args.config, *sets, "--quiet")
+            wall = time.perf_counter() - start
+            run = next(d for d in Path(tmp).iterdir() if d.is_dir())
         s = json.loads(_cli("inspect", str(run), "--format", "json", "--plot"))
         _cli("export", str(run), "--trial", "best", "--out", str(Path(tmp) / "bundle"))
         bundle = Path(tmp) / "bundle"
@@ -103,7 +114,8 @@ def main(argv: list[str] | None = None) -> None:
         f"{', '.join(o['metric'] + ' ' + o['mode'] for o in s['objectives'])}, constraints "
         f"{', '.join(s['constraints']) or 'none'}.\n\n"
         "| measure | value |\n|---|---|\n"
-        f"| wall time of `hwsearch run` (Ray start-up included) | {wall:.0f} s |\n"
+        f"| wall time of `hwsearch run` ({'the run folder' + chr(39) + 's own record' if args.run else 'Ray start-up included'}) "
+        f"| {wall:.0f} s |\n"
         f"| trials finished / failed / budget | {s['finished']} / {s['failed']} / {s['budget']} |\n"
         f"| Pareto front size | {len(s['pareto'])} |\n"
         f"| best trial val / test top-1 | {100 * best['val_acc']:.1f}% / {100 * best['test_acc']:.1f}% "
