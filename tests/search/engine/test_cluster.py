@@ -11,6 +11,7 @@ and the test stops if Ray reports any node outside 127.0.0.0/8. ``make test-clus
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -94,10 +95,8 @@ class Node:
     def signal(self, sig: int) -> None:
         """Send ``sig`` to every process of the node."""
         for pid in self.pids():
-            try:
+            with contextlib.suppress(ProcessLookupError):  # it exited on its own meanwhile
                 os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
 
     def stop(self, grace_s: float = 3.0) -> None:
         """SIGTERM the node's processes, then SIGKILL what is left after ``grace_s``."""
