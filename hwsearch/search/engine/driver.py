@@ -45,7 +45,7 @@ class RecordCallback(tune.Callback):
         self.run_path = run_path
         self.quiet = quiet
         self._rows: dict[str, dict[str, Any]] | None = None
-        self._config: ExperimentConfig | None = None  # read once: validating it costs ~20 ms a trial
+        self._config: ExperimentConfig | None = None  # read once, not per trial (BENCHMARKS.md, engine overhead)
         self._start = time.time()
 
     def __setstate__(self, state: dict[str, Any]) -> None:
