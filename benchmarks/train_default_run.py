@@ -50,7 +50,7 @@ def refined_vs_scratch(run: Path, seeds: list[int]) -> list[dict]:
 
     rd = RunDir(run)
     cfg, df = rd.config(), rd.trials()
-    if "measured" not in df.columns:
+    if "measured" not in df.columns or not seeds:
         return []
     data = load_data(cfg.data.source, seed=cfg.data.seed)
     space = build_space(cfg, data)
@@ -77,8 +77,9 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default="configs/optuna.yaml", help="experiment config to run")
     p.add_argument("--set", dest="overrides", action="append", default=[])
-    p.add_argument("--scratch-seeds", type=int, nargs="+", default=[0, 1, 2],
-                   help="seeds of the from-scratch trainings a NAAS run's refined triples are compared with")
+    p.add_argument("--scratch-seeds", type=int, nargs="*", default=[0, 1, 2],
+                   help="seeds of the from-scratch trainings a NAAS run's refined triples are compared with "
+                        "(none: no comparison)")
     p.add_argument("--run", default=None, help="a finished run folder to measure instead of running --config")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
