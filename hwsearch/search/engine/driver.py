@@ -258,7 +258,7 @@ def _fit(tuner: Any, run: RunDir, config: ExperimentConfig) -> RunDir:
     except KeyboardInterrupt:
         run.set_state("stopped")
         raise
-    run.trial_log().compact()  # a run that ended leaves its whole table in trials.parquet, for other tools
+    run.trial_log().finish()  # a run that ended leaves its whole table in trials.parquet, for other tools
     done = len(run.trials())
     run.set_state("finished" if done >= config.budget.trials or searcher_done(run.path) else "stopped")
     write_plots(run)

@@ -10,9 +10,11 @@ trial recorded is merged at once, so ``trials.parquet`` exists as soon as the ru
 driver merges everything when a run ends, so that a finished run's ``trials.parquet`` is complete.
 
 Crash safety. Both kinds of file are written atomically, and a piece is created once and never
-rewritten. ``trials.parquet`` names in its metadata the last piece merged into it, so after a crash
-between writing it and deleting the merged pieces, readers skip those pieces and the next writer
-removes them. A reader lists the pieces before it reads ``trials.parquet``: a merge that lands
+rewritten. ``trials.parquet`` names in its metadata the last piece merged into it, so readers skip
+the pieces merged already. The writer deletes those over the records that follow (two a record),
+rather than stopping the driver for a merge's worth of deletions at once (on some file systems
+deleting a file that was synced costs as much as writing one); after a crash, the next writer
+goes on with what is left. A reader lists the pieces before it reads ``trials.parquet``: a merge that lands
 meanwhile is seen whole or not at all, and a listed piece that a merge deleted before it was read
 makes the reader start again.
 
@@ -59,7 +61,7 @@ _READ_ATTEMPTS = 20
 
 def read_table(run: Path) -> pd.DataFrame:
     """The run table of the run folder ``run``: ``trials.parquet`` with the pieces not yet merged into it."""
-    return _snapshot(run).frame()
+    return _snapshot(run).to_frame()
 
 
 def replace_table(run: Path, rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -99,12 +101,14 @@ class TrialLog:
     next_seq: int = field(init=False)
     pending: int = field(init=False)  # pieces not merged into trials.parquet yet
     table_rows: int = field(init=False)  # rows of trials.parquet at its last merge
+    merged_pieces: list[int] = field(init=False, default_factory=list)  # merged, not deleted yet
 
     def __post_init__(self) -> None:
         self.run = Path(self.run)
         merged = self._rescan()
-        # Left by a crash: pieces merged before it, and temporary files of writes it cut short.
-        _remove_pieces(self.run, merged)
+        # Left by the last writer: pieces merged but not deleted yet (deleted over the next records, as
+        # after a merge), and temporary files of writes a crash cut short.
+        self.merged_pieces = [s for s in _piece_seqs(self.run) if s <= merged]
         _remove_temporaries(self.run / PIECES)
 
     def _rescan(self) -> int:
@@ -125,17 +129,31 @@ class TrialLog:
         self.pending += 1
         if self.table_rows == 0 or self.pending > max(MIN_PIECES, self.table_rows // GROWTH):
             self.compact()
+        else:
+            # Two a record: the pieces of one merge are gone before the next merge is due (the next
+            # interval is at least as long), and no record waits for a merge's worth of deletions.
+            self._delete_merged(2)
 
     def compact(self) -> None:
-        """Merge every piece into ``trials.parquet`` and delete them."""
+        """Merge every piece into ``trials.parquet``; the merged pieces are deleted over the next records."""
         snap = _snapshot(self.run)
         if not snap.pieces:
             return
         df = frame(snap.rows())
         _write_base(self.run, df, snap.last)
-        _remove_pieces(self.run, snap.last)
+        self.merged_pieces += [s for s, _ in snap.pieces]
         self.pending = len([s for s in _piece_seqs(self.run) if s > snap.last])
         self.table_rows = len(df)
+
+    def finish(self) -> None:
+        """Merge every piece into ``trials.parquet`` and delete them all (a run that ended)."""
+        self.compact()
+        self._delete_merged(len(self.merged_pieces))
+
+    def _delete_merged(self, count: int) -> None:
+        for s in self.merged_pieces[:count]:
+            _piece_path(self.run, s).unlink(missing_ok=True)
+        del self.merged_pieces[:count]
 
 
 @dataclass(frozen=True)
@@ -162,7 +180,7 @@ class _Snapshot:
                 rows[str(r["trial_id"])] = r
         return list(rows.values())
 
-    def frame(self) -> pd.DataFrame:
+    def to_frame(self) -> pd.DataFrame:
         """The table as one full rewrite of `rows` would have written it."""
         if not self.pieces:
             return pd.read_parquet(io.BytesIO(self.base)) if self.base is not None else empty_frame()
