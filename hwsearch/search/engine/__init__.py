@@ -2,8 +2,8 @@
 
 A config (`config`) names a searcher (`searchers` registry), an evaluator (`evaluators`) and metric
 providers (`metrics`); the driver (`driver`) runs them as Ray Tune trials (`trial`), the run folder
-(`rundir`) records every finished one, `inspection` summarises it and `bundle` exports a trial.
-The built-in plug-ins are registered in `hwsearch.search.plugins`.
+(`rundir`, its table in `table`) records every finished one, `inspection` summarises it and `bundle`
+exports a trial. The built-in plug-ins are registered in `hwsearch.search.plugins`.
 
 Public names load on first use (`hwsearch.registry.lazy_exports`): a config check stays light.
 """

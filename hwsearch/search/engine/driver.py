@@ -2,9 +2,12 @@
 
 `run_experiment` starts a new run, `resume_experiment` continues one through ``Tuner.restore``
 (finished trials are kept, unfinished ones rerun, the searcher reloads its saved state).
-`RecordCallback` rewrites ``trials.parquet`` and ``pareto.json`` after every finished or failed
-trial and prints one progress line (trials done / budget, best so far, elapsed). Tune's own console
-output is switched off.
+`RecordCallback` records every finished or failed trial as it ends: it appends the trial's row to the
+run table (`TrialLog`: one small file, the table compacted now and then) and rewrites ``pareto.json``
+(the front only), then prints one progress line (trials done / budget, best so far, elapsed). It
+keeps the counts, the front and the best trial in memory (`RunTally`), built from the table once on
+setup or resume, so recording a trial costs the same at the 100,000th trial as at the first. Tune's
+own console output is switched off.
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ from hwsearch.search.engine import searchers
 from hwsearch.search.engine.config import ExperimentConfig, parse_config
 from hwsearch.search.engine.evaluators import build_space, cached_data
 from hwsearch.search.engine.inspection import write_plots
-from hwsearch.search.engine.rundir import MARKER, RunDir, best_trial, row_document
+from hwsearch.search.engine.rundir import MARKER, RunDir, RunTally, row_document
 from hwsearch.search.engine.searchers import searcher_done, wait_for_end_work
+from hwsearch.search.engine.table import TrialLog
 
 # Set before Ray is imported: no usage reporting over the network, no TensorBoard/CSV loggers.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -39,30 +43,37 @@ from ray import tune  # noqa: E402
 
 
 class RecordCallback(tune.Callback):
-    """Keeps ``trials.parquet`` / ``pareto.json`` current and prints progress (picklable: Tune stores it)."""
+    """Keeps the run table and ``pareto.json`` current and prints progress (picklable: Tune stores it)."""
 
     def __init__(self, run_path: str, quiet: bool = False):
         self.run_path = run_path
         self.quiet = quiet
-        self._rows: dict[str, dict[str, Any]] | None = None
         self._config: ExperimentConfig | None = None  # read once, not per trial (BENCHMARKS.md, engine overhead)
+        self._log: TrialLog | None = None
+        self._tally: RunTally | None = None
         self._start = time.time()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Only the settings: what it holds of the run is rebuilt from the run folder, never from a pickle.
+        return {"run_path": self.run_path, "quiet": self.quiet}
+
     def __setstate__(self, state: dict[str, Any]) -> None:
-        # Tune pickles the callback with the run; one pickled by an older hwsearch lacks later attributes.
-        self.__dict__.update({"_rows": None, "_config": None, "quiet": False, "_start": time.time(), **state})
+        # One pickled by an older hwsearch also holds its rows then (``_rows``): the run folder is newer.
+        self.__init__(state["run_path"], bool(state.get("quiet", False)))
 
     def setup(self, **info: Any) -> None:
-        """Reload the rows already recorded (on resume) and restart the clock."""
+        """Read the trials already recorded (on resume) and restart the clock."""
         self._load()
         self._start = time.time()
 
-    def _load(self) -> dict[str, dict[str, Any]]:
-        if self._rows is None:
-            df = RunDir(Path(self.run_path)).trials()
-            self._rows = {str(r["trial_id"]): {k: v for k, v in r.items() if not _isnan(v)}
-                          for r in df.to_dict("records")}
-        return self._rows
+    def _load(self) -> tuple[TrialLog, RunTally]:
+        if self._log is None or self._tally is None:
+            run = RunDir(Path(self.run_path))
+            if self._config is None:
+                self._config = run.config()
+            self._log = run.trial_log()
+            self._tally = RunTally.from_frame(run.trials(), self._config)
+        return self._log, self._tally
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """Record a finished trial, with its failed attempts before (a lost node: ``ray.max_failures``)."""
@@ -78,22 +89,20 @@ class RecordCallback(tune.Callback):
 
     def _record(self, row: dict[str, Any]) -> None:
         run = RunDir(Path(self.run_path))
-        if self._config is None:
-            self._config = run.config()
-        config = self._config
-        rows = self._load()
-        rows[row["trial_id"]] = row
-        df = run.write_trials(list(rows.values()))
-        run.write_pareto(df, config)
+        log, tally = self._load()
+        config = tally.config
+        log.append([row])
+        if not tally.add(row):  # it replaced a trial on the front: what that trial hid may come back
+            self._tally = tally = RunTally.from_frame(run.trials(), config)
+        run.write_front(tally.front(), config)
         if not self.quiet:
-            self._print(df, config)
+            self._print(tally)
 
-    def _print(self, df: Any, config: ExperimentConfig) -> None:
+    def _print(self, tally: RunTally) -> None:
         from rich.console import Console
 
-        done = len(df)
-        failed = int((df["status"] == "failed").sum())
-        best = best_trial(df, config)
+        config = tally.config
+        done, failed, best = tally.done, tally.failed, tally.best()
         o = config.primary
         best_text = f"best {o.metric} {best[o.metric]:.4g} (trial {best['trial_id']})" if best else "no feasible trial yet"
         elapsed = time.time() - self._start
@@ -126,8 +135,8 @@ def record_saved_trials(run_path: str | Path, trial_ids: list[str]) -> list[str]
         if t not in have and report.is_file():
             new.append(finished_row(t, json.loads(report.read_text())))
     if new:
-        rows = [{k: v for k, v in r.items() if not _isnan(v)} for r in df.to_dict("records")] + new
-        run.write_pareto(run.write_trials(rows), run.config())
+        run.append_trials(new)
+        run.write_pareto(run.trials(), run.config())
     return [r["trial_id"] for r in new]
 
 
@@ -155,10 +164,6 @@ _TUNE_KEYS = {"timestamp", "training_iteration", "time_this_iter_s", "time_total
 
 def _is_metric(k: str, v: Any) -> bool:
     return k not in _TUNE_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _isnan(v: Any) -> bool:
-    return isinstance(v, float) and v != v
 
 
 def _choice_of(trial: Any) -> dict[str, Any]:
@@ -253,6 +258,7 @@ def _fit(tuner: Any, run: RunDir, config: ExperimentConfig) -> RunDir:
     except KeyboardInterrupt:
         run.set_state("stopped")
         raise
+    run.trial_log().finish()  # a run that ended leaves its whole table in trials.parquet, for other tools
     done = len(run.trials())
     run.set_state("finished" if done >= config.budget.trials or searcher_done(run.path) else "stopped")
     write_plots(run)

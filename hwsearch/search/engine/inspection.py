@@ -1,7 +1,7 @@
 """Read a run directory (finished or still going): status, trials by the primary objective, Pareto front, plots.
 
-Everything is read from ``trials.parquet`` and the config, which the engine rewrites atomically after
-each trial, so inspecting a live run is safe.
+Everything is read from the run table (``trials.parquet`` and the pieces in ``trials.d/``) and the
+config, all written atomically, so inspecting a live run is safe.
 """
 
 from __future__ import annotations
