@@ -90,7 +90,7 @@ def naas(run: Path) -> tuple[str, dict]:
     rd = RunDir(run)
     cfg, df = rd.config(), rd.trials()
     s = NaasSettings.model_validate(cfg.searcher.settings)
-    assets = load_assets(str(run / "assets"), cfg.data.source, cfg.data.seed,
+    assets = load_assets(str(run / "naas"), cfg.data.source, cfg.data.seed,
                          json.dumps(cfg.space.options, sort_keys=True))
     q = assets.problem.space
     n_test = len(assets.data.y_test)
@@ -350,11 +350,11 @@ def haq(seeds: list[int], epochs: int, base_epochs: int, evaluations: int) -> tu
     import numpy as np
     import torch
 
+    from hwsearch.hwmodel import Accelerator
     from hwsearch.search.amc.budget import Budget
     from hwsearch.search.amc.pipeline import build_pipeline
     from hwsearch.search.amc.problem import TorchProblem
     from hwsearch.search.amc.settings import AgentConfig, EnvConfig
-    from hwsearch.hwmodel import Accelerator
 
     torch.set_num_threads(1)
     net = _base_network(base_epochs)
@@ -386,7 +386,7 @@ def haq(seeds: list[int], epochs: int, base_epochs: int, evaluations: int) -> tu
         rows.append({"method": f"uniform {bits}-bit", "seed": 0, **_cached("haq", json.dumps([tag, bits]), work)})
     for budget_name, limit in ((f"8-bit latency / {speedup}", lat8 / speedup), ("4-bit latency", lat4)):
         for seed in seeds:
-            def work(limit: float = limit, seed: int = seed) -> dict[str, Any]:
+            def work(limit: float = limit, seed: int = seed, budget_name: str = budget_name) -> dict[str, Any]:
                 cfg = EnvConfig(mode="haq", budget=Budget("latency", value=limit * (1 + 1e-9)), min_bits=2, max_bits=8)
                 pipe = build_pipeline(problem, cfg, AgentConfig(warmup_episodes=10, seed=seed), accelerator=accel)
                 pipe.agent.train(evaluations)

@@ -114,6 +114,16 @@ def _read_scratch() -> dict:
     return json.loads(SCRATCH_CACHE.read_text()) if SCRATCH_CACHE.exists() else {}
 
 
+def measured_before(folder: Path, cached) -> tuple[list[dict], np.ndarray]:
+    """Sub-networks and validation accuracies a NAAS run measured on this very supernet (its ``naas/``
+    folder), so the predictor's figures need no second measurement."""
+    assets = json.loads((folder / "assets.json").read_text())
+    if assets["supernet"]["key"] != cached.key:
+        raise SystemExit(f"{folder} measured supernet {assets['supernet']['key']}, not this one ({cached.key})")
+    saved = json.loads((folder / "predictor.json").read_text())
+    return [cached.space.validate(c) for c in saved["choices"]], np.asarray(saved["val_acc"], dtype=float)
+
+
 def compared_archs(space, random: int) -> list[tuple[str, dict]]:
     """(label, choice) of the sub-networks compared with from scratch: largest, smallest, ``random`` random."""
     rng = np.random.default_rng(100)
@@ -139,9 +149,12 @@ def run_space(name: str, args: argparse.Namespace) -> dict:
         rows.append({"arch": label, "macs": space.to_netspec(choice).macs, "supernet": inside, "scratch": scratch})
         print(f"[{name}] {label}: supernet {inside:.4f} scratch {scratch:.4f}", flush=True)
 
-    choices = sample_choices(sn, args.samples, seed=1)
-    accs = accuracies(sn, data, choices, "val", progress=True)
-    fraction = args.holdout / args.samples
+    if args.measured:
+        choices, accs = measured_before(Path(args.measured), cached)
+    else:
+        choices = sample_choices(sn, args.samples, seed=1)
+        accs = accuracies(sn, data, choices, "val", progress=True)
+    fraction = args.holdout / len(choices)
     pred, report = fit_and_report(space, choices, accs, test_fraction=fraction, seed=0)
     print(f"[{name}] predictor {report}", flush=True)
     # The ceiling any predictor of validation accuracy faces: the same held-out sub-networks measured
@@ -177,6 +190,7 @@ def run_space(name: str, args: argparse.Namespace) -> dict:
     return {"space": name, "train_s": cached.log.seconds, "phases": cached.log.to_dict()["phases"], "epochs": epochs,
             "options": space_options(name, args), "data": args.data, "rows": rows, "predictor": report.to_dict(), "limit_ms": limit * 1e3,
             "search": search, "schedule": args.schedule, "ceiling": ceiling, "threads": args.threads,
+            "measured": bool(args.measured),
             "load": [load_start, os.getloadavg()[0]], "split": [len(data.y_train), len(data.y_val), len(data.y_test)]}
 
 
@@ -222,8 +236,10 @@ def markdown(res: dict, args: argparse.Namespace) -> str:
         f" Measurement ceiling: the same held-out sub-networks' validation accuracy ranks their test accuracy "
         f"with Kendall tau {c['val_vs_test_tau']:.3f} (the predictor's: {c['predictor_vs_test_tau']:.3f}); "
         f"validation accuracies spread {c['val_spread_pt']:.2f} pt (std).")
-    out += ["", f"Accuracy predictor (MLP 3x400 on one-hot, {p['n_train']} measured sub-networks, validation "
-            f"accuracy): held-out ({p['n_test']}) RMSE **{100 * p['rmse']:.2f} pt**, Kendall tau "
+    out += ["", f"Accuracy predictor (MLP 3x400 on one-hot, {p['n_train']} measured sub-networks, validation accuracy"
+            + ("; the sub-networks a NAAS run on this supernet measured: largest, smallest and random ones"
+               if res.get("measured") else "")
+            + f"): held-out ({p['n_test']}) RMSE **{100 * p['rmse']:.2f} pt**, Kendall tau "
             f"**{p['kendall_tau']:.3f}**.{ceiling}",
             "", f"Search under latency <= {res['limit_ms']:.4f} ms (Eyeriss model; 25th percentile of random "
             f"sub-networks), {res['search'][0]['queries']} predictor queries each (evolution: population 100, "
@@ -253,11 +269,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=None, help="also write the raw results as JSON here")
+    ap.add_argument("--measured", default=None,
+                    help="a NAAS run's naas/ folder on the same supernet: fit and hold out the predictor on the "
+                         "sub-networks it measured instead of measuring --samples new ones")
     ap.add_argument("--predictor-only", action="store_true",
                     help="only the accuracy predictor and its measurement ceiling (own section)")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
-    if not 0 < args.holdout < args.samples:
+    if not args.measured and not 0 < args.holdout < args.samples:
         ap.error(f"--holdout {args.holdout} must lie between 0 and --samples {args.samples}")
     results = [run_space(name, args) for name in args.spaces]
     if args.out:
