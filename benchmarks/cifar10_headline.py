@@ -190,7 +190,7 @@ def _naas_markdown(cfg: Any, s: Any, co: list[dict], pairs: list[dict], bases: l
         f"`{s.supernet_schedule}`, {cfg.budget.trials} trials, top {s.top_k} triples refined: agent "
         f"{s.agent_episodes} episodes, then final training of up to {s.finetune_epochs} epochs, patience "
         f"{s.finetune_patience}, distillation weight {s.finetune_kd_ratio} from the supernet's largest network). "
-        f"Co-search limits: area <= {s.accelerator.max_area_mm2} mm², peak power <= {s.accelerator.max_power_w} W. "
+        f"Co-search limits: area <= {s.accelerator['max_area_mm2']} mm², peak power <= {s.accelerator['max_power_w']} W. "
         f"Test split: the official {n_test:,} images (standard error about "
         f"{_binomial_pt(0.4, n_test):.1f} pt at 40%).",
         "",
