@@ -150,6 +150,7 @@ def naas(run: Path, cached_only: bool = False) -> tuple[str, dict]:
 def _plot_naas(df: Any, co: list[dict], pairs: list[dict], path: Path) -> None:
     """Accuracy vs latency and vs energy: co-searched (predicted and measured) and baseline pairs."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -168,6 +169,7 @@ def _plot_naas(df: Any, co: list[dict], pairs: list[dict], path: Path) -> None:
                        facecolors="none", edgecolors="tab:blue" if p != "bitfusion" else "tab:green",
                        label=f"hand-designed on {p} (test)")
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels overlap on short ranges
         ax.set_xlabel(label)
         ax.set_ylabel("CIFAR-10 top-1 (%)")
         ax.grid(alpha=0.3)
