@@ -3,8 +3,8 @@
 Three parts, each its own BENCHMARKS.md section, all on the shared CIFAR-10 copy (``$HWSEARCH_DATA``):
 
 - ``naas --run RUN``: a finished ``hwsearch run configs/cifar10-naas.yaml``. The hand-designed baselines
-  are the space's references (largest, mbv3-like, smallest) at uniform 8-bit on every preset and uniform
-  4-bit on the presets that run 4-bit, cut from the run's own supernet and trained by the run's own final
+  are the space's references (`BASELINES`) at uniform 8-bit on every preset and uniform 4-bit on the
+  presets that run 4-bit, cut from the run's own supernet and trained by the run's own final
   training (`refine` with the agent off: the same recipe, epochs, patience and distillation as the
   co-searched pairs). For every baseline pair: its EDP over the lowest EDP of a co-searched pair whose
   measured test accuracy is at least as high, within the baseline accelerator's area and peak power.
