@@ -9,14 +9,15 @@ data source with the space options of ``--profile``, e.g. ``cifar10``):
    the supernet (BatchNorm recalibrated) and of the same architectures trained from scratch with the
    supernet's recipe for as many epochs as the supernet's whole schedule;
 3. measures ``--samples`` random sub-networks on the validation split, fits the accuracy predictor on
-   all but ``--holdout`` of them and reports RMSE and Kendall tau on the held-out ones;
+   all but ``--holdout`` of them and reports RMSE and Kendall tau on the held-out ones (``--measured``
+   takes the sub-networks a NAAS run already measured on the same supernet instead);
 4. searches, for each seed, the sub-network of best predicted accuracy under a latency limit (the
    Eyeriss model's latency; the limit is the 25th percentile of random sub-networks) with OFA's
    evolution and with random search at the same number of predictor queries, and measures the winners.
 
     .venv/bin/python -m benchmarks.ofa_supernet [--spaces ofa-mbv3 vit] [--schedule fast] [--random 20]
         [--samples 150] [--holdout 30] [--queries 1000] [--seeds 0 1 2] [--threads 1] [--no-write]
-        [--predictor-only] [--data digits] [--profile cifar10]
+        [--predictor-only] [--data digits] [--profile cifar10] [--measured RUN/naas]
 
 On CIFAR-10 (the shared copy under ``$HWSEARCH_DATA``; the data string is the one
 ``configs/cifar10-ofa.yaml`` uses, so that config's run reuses the supernet trained here):
