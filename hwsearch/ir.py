@@ -26,6 +26,12 @@ eltwise (``add``, ``mul``, ``relu``, ...). Structural pruning (channels or heads
 pruning show up as smaller shapes; fine-grained pruning as ``density`` (share of weights kept) and
 N:M pruning as ``nm = (N, M)``. ``w_bits``/``a_bits`` are the bit-widths of weights and activations
 (32 for an unquantized float network).
+
+In a quantized network only conv/linear layers (and quantized matmuls) carry a quantizer; the layers
+between them (activations, pooling, norms, squeeze-excite products, residual adds) work on what the
+layer before them produced. `NetSpec.with_inherited_activation_bits` gives those layers that width, as
+an integer pipeline runs them; pricing them at float width would make every quantized network look
+as slow as its float parts and cap what mixed precision can gain.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from hwsearch.io import atomic_write_text
 OPS = ("conv", "dwconv", "linear", "matmul", "softmax", "norm", "eltwise", "pool")
 WEIGHTED_OPS = ("conv", "dwconv", "linear")
 IR_VERSION = 1
+FLOAT_BITS = 32
 
 _INT_FIELDS = ("n", "c", "k", "m", "in_h", "in_w", "r", "s", "stride", "groups")
 
@@ -254,6 +261,14 @@ class LayerSpec:
             parts.append(f"{f.name}={v}")
         return "|".join(parts)
 
+    def with_activation_bits(self, bits: int) -> LayerSpec:
+        """A layer without weights working on ``bits``-wide activations; a matmul's second operand is
+        an activation too, so it takes the weights' width as well (what a quantized matmul describes)."""
+        if self.has_weights:
+            raise SpecError(f"layer {self.name or self.op!r}: a layer with weights takes its widths from its "
+                            "policy (with_(w_bits=..., a_bits=...))")
+        return self.with_(w_bits=bits, a_bits=bits) if self.op == "matmul" else self.with_(a_bits=bits)
+
     def with_(self, **changes: Any) -> LayerSpec:
         """A copy with some fields changed (validated again)."""
         return replace(self, **changes)
@@ -357,6 +372,18 @@ class NetSpec:
             seen.setdefault(layer.key, layer)
         return list(seen.values())
 
+    def with_inherited_activation_bits(self) -> NetSpec:
+        """Each layer without a quantizer of its own (no weights, float width) at the activation width
+        of the layer before it; a float network is returned unchanged."""
+        out: list[LayerSpec] = []
+        width = FLOAT_BITS
+        for layer in self.layers:
+            if not layer.has_weights and layer.a_bits == FLOAT_BITS and width != FLOAT_BITS:
+                layer = layer.with_activation_bits(width)
+            width = layer.a_bits
+            out.append(layer)
+        return NetSpec(tuple(out), self.input_shape, self.name)
+
     def with_batch(self, n: int) -> NetSpec:
         """The same network at batch size ``n``; matmul batches (batch x heads) scale too."""
         out = []
@@ -412,4 +439,4 @@ class NetSpec:
             return cls.from_dict(json.load(f))
 
 
-__all__ = ["OPS", "WEIGHTED_OPS", "IR_VERSION", "LayerSpec", "NetSpec"]
+__all__ = ["FLOAT_BITS", "OPS", "WEIGHTED_OPS", "IR_VERSION", "LayerSpec", "NetSpec"]

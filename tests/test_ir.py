@@ -79,3 +79,24 @@ def test_with_batch_scales_matmul_batches_by_heads():
     fc = LayerSpec("linear", m=17, c=64, k=64)
     net = NetSpec((fc, qk), (3, 32, 32)).with_batch(8)
     assert net.layers[0].n == 8 and net.layers[1].n == 32
+
+
+def test_layers_without_weights_inherit_the_activation_width_of_the_layer_before_them():
+    conv = LayerSpec("conv", c=8, k=8, in_h=4, in_w=4, r=3, s=3, pad=1, w_bits=4, a_bits=4, name="conv")
+    act = LayerSpec("eltwise", c=8, in_h=4, in_w=4, fn="relu", name="act")
+    pool = LayerSpec("pool", c=8, in_h=4, in_w=4, r=2, s=2, stride=2, fn="avg", name="pool")
+    qk = LayerSpec("matmul", n=2, m=4, c=4, k=4, name="qk")
+    fc = LayerSpec("linear", c=8, k=10, w_bits=6, a_bits=6, name="fc")
+    soft = LayerSpec("softmax", m=1, k=10, name="softmax")
+    net = NetSpec((act, conv, act, pool, qk, fc, soft), (8, 4, 4)).with_inherited_activation_bits()
+    assert [x.a_bits for x in net.layers] == [32, 4, 4, 4, 4, 6, 6]  # nothing quantized before the first
+    assert net.layers[4].w_bits == 4  # a matmul's second operand is an activation
+    assert net.layers[2].w_bits == 32 and net.layers[5].w_bits == 6
+    assert [x.name for x in net.layers] == ["act", "conv", "act", "pool", "qk", "fc", "softmax"]
+    # a layer that states its own width keeps it, and the layers after it inherit from it
+    own = NetSpec((conv, act.with_(a_bits=8), pool), (8, 4, 4)).with_inherited_activation_bits()
+    assert [x.a_bits for x in own.layers] == [4, 8, 8]
+    float_net = NetSpec((conv.with_(w_bits=32, a_bits=32), act, pool), (8, 4, 4))
+    assert float_net.with_inherited_activation_bits() == float_net
+    with pytest.raises(SpecError, match="policy"):
+        conv.with_activation_bits(4)

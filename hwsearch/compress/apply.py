@@ -130,7 +130,8 @@ def rebuild(model: nn.Module, policy: Policy, input_shape: tuple[int, int, int],
 def compressed_netspec(model: nn.Module, input_shape: tuple[int, int, int], policy: Policy | None = None,
                        batch: int = 1, name: str = "") -> NetSpec:
     """NetSpec of what runs: traced shapes (pruned channels, heads, tokens) and each layer's
-    ``w_bits``/``a_bits``/``density``/``nm``; with ``policy``, ``model`` is compressed first."""
+    ``w_bits``/``a_bits``/``density``/``nm`` (layers without a quantizer at the width of the layer
+    before them); with ``policy``, ``model`` is compressed first."""
     if policy is not None:
         applied = getattr(model, POLICY_ATTR, None)
         if applied is not None and applied != policy:
@@ -143,7 +144,7 @@ def compressed_netspec(model: nn.Module, input_shape: tuple[int, int, int], poli
     for layer in net.layers:
         module = model.get_submodule(layer.name) if layer.op in ("conv", "dwconv", "linear", "matmul") else None
         layers.append(layer.with_(**module.describe()) if isinstance(module, QUANTIZED) else layer)
-    return NetSpec(tuple(layers), net.input_shape, name)
+    return NetSpec(tuple(layers), net.input_shape, name).with_inherited_activation_bits()
 
 
 def nonzero_params(model: nn.Module) -> int:

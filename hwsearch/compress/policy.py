@@ -15,10 +15,10 @@ from typing import Any
 
 from hwsearch.errors import ConfigError
 from hwsearch.io import atomic_write_text
+from hwsearch.ir import FLOAT_BITS
 
 PATTERNS = ("dense", "fine", "nm")
 CLIPS = ("minmax", "mse")
-FLOAT_BITS = 32
 MIN_BITS, MAX_BITS = 2, 8
 POLICY_VERSION = 1
 

@@ -270,7 +270,7 @@ def space_layers(space: Any, bases: int = 4, seed: int = 0, bits: Iterable[int] 
     layers = list(found.values())
     for b in bits:
         for layer in list(found.values()):
-            v = layer.with_(w_bits=b, a_bits=b) if layer.has_weights or layer.op == "matmul" else layer.with_(a_bits=b)
+            v = layer.with_(w_bits=b, a_bits=b) if layer.has_weights else layer.with_activation_bits(b)
             found.setdefault(v.key, v)
     return list(found.values()) if bits else layers
 

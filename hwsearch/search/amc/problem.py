@@ -227,6 +227,12 @@ class TorchProblem:
         arr["op"] = np.array([_OPS.index(x.op) for x in layers], dtype=np.int64)
         arr["slot"] = np.array([self._slot_of.get(x.name, -1) if x.has_weights else -1 for x in layers],
                                dtype=np.int64)
+        # NetSpec.with_inherited_activation_bits, vectorised: a layer without weights at float width
+        # reads the width of the nearest layer before it that has its own (a chain inherits the same)
+        own = np.array([x.has_weights or x.a_bits != FLOAT_BITS for x in layers], dtype=bool)
+        src = np.maximum.accumulate(np.where(own, np.arange(len(layers)), -1))
+        arr["inherit_from"] = np.where(own, -1, src)
+        arr["matmul"] = arr["op"] == _OPS.index("matmul")
         return arr
 
     def _scaled(self, state: State) -> dict[str, np.ndarray]:
@@ -247,6 +253,13 @@ class TorchProblem:
             v = a[f].copy()
             v[weighted] = np.asarray(state[f], dtype=np.int64)[slot[weighted]]
             out[f] = v
+        src = a["inherit_from"]
+        inherits = src >= 0
+        if inherits.any():
+            width = out["a_bits"][src[inherits]]
+            out["a_bits"][inherits] = width
+            matmul = a["matmul"][inherits]
+            out["w_bits"][np.flatnonzero(inherits)[matmul]] = width[matmul]
         return out
 
     def netspec(self, state: State) -> NetSpec:

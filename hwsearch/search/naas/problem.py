@@ -85,10 +85,12 @@ class QuantizedSpace(SearchSpace):
         return Policy(layers=layers)
 
     def to_netspec(self, choice: Mapping[str, Any], batch: int = 1) -> NetSpec:
-        """The network's layers with each weighted layer at its group's bits."""
+        """The network's layers with each weighted layer at its group's bits (the layers between them
+        at the width of the layer before them)."""
         net_choice, bits = self.split(choice)
         base = self.net.to_netspec(net_choice, batch)
-        return NetSpec(tuple(quantize_layer(layer, bits) for layer in base.layers), base.input_shape, base.name)
+        layers = tuple(quantize_layer(layer, bits) for layer in base.layers)
+        return NetSpec(layers, base.input_shape, base.name).with_inherited_activation_bits()
 
     def build(self, choice: Mapping[str, Any]) -> torch.nn.Module:
         """A freshly initialised, fake-quantized network (activation ranges still to calibrate)."""
@@ -108,6 +110,16 @@ class QuantizedSpace(SearchSpace):
     def input_shape(self, choice: Mapping[str, Any]) -> tuple[int, int, int]:
         """The network's input shape."""
         return self.net.input_shape(self.split(choice)[0])
+
+
+def _at_bits(layer: LayerSpec, b: int) -> LayerSpec:
+    """``layer`` where its group runs at ``b`` bits: weighted layers quantized, the others at the
+    width they inherit (`NetSpec.with_inherited_activation_bits`)."""
+    if b == 32:
+        return layer
+    if layer.has_weights:
+        return layer.with_(w_bits=b, a_bits=b)
+    return layer if layer.a_bits != 32 else layer.with_activation_bits(b)
 
 
 def quantize_layer(layer: LayerSpec, bits: Mapping[str, int]) -> LayerSpec:
@@ -136,19 +148,24 @@ class CostTables:
         self._group_ix = {g: i for i, g in enumerate(space.groups)}
 
     def net_index(self, net_choice: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        """(distinct-layer id, group index or -1 for unweighted) of every layer of a network."""
+        """(distinct-layer id, group index) of every layer of a network: a layer without weights takes
+        the group of the weighted layer before it (its input's width, see
+        `NetSpec.with_inherited_activation_bits`), or -1 when none comes before it."""
         key = tuple(net_choice[d.name] for d in self.space.net.dims)
         hit = self.nets.get(key)
         if hit is not None:
             return hit
         ids, groups = [], []
+        group = -1
         for layer in self.space.net.to_netspec(net_choice).layers:
             i = self.ids.get(layer)  # a LayerSpec's name is not part of its identity
             if i is None:
                 i = self.ids[layer] = len(self.layers)
                 self.layers.append(layer)
             ids.append(i)
-            groups.append(self._group_ix[layer_group(layer.name)] if layer.has_weights else -1)
+            if layer.has_weights:
+                group = self._group_ix[layer_group(layer.name)]
+            groups.append(group)
         out = (np.array(ids, dtype=np.int64), np.array(groups, dtype=np.int64))
         if len(self.nets) > 100_000:
             self.nets.clear()
@@ -156,7 +173,7 @@ class CostTables:
         return out
 
     def _table(self, accel: Accelerator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        nb = len(self.space.bits)
+        nb = len(self.space.bits) + 1  # the last column: the layer as traced (no group before it)
         t = self.tables.get(accel)
         n = len(self.layers)
         if t is None or len(t[0]) < n:
@@ -182,24 +199,23 @@ class CostTables:
         if need.size:
             todo: list[LayerSpec] = []
             where: list[tuple[int, int]] = []
+            traced = len(self.space.bits)
             for i in need:
                 layer = self.layers[i]
-                if layer.has_weights:
-                    for j, b in enumerate(self.space.bits):
-                        todo.append(layer if b == 32 else layer.with_(w_bits=b, a_bits=b))
-                        where.append((i, j))
-                else:
+                for j, b in enumerate(self.space.bits):
+                    todo.append(_at_bits(layer, b))
+                    where.append((i, j))
+                if not layer.has_weights:
                     todo.append(layer)
-                    where.append((i, -1))
+                    where.append((i, traced))
             for (i, j), c in zip(where, costs(todo, accel), strict=True):
-                cols = slice(None) if j < 0 else j
-                lat[i, cols] = c.latency_s * 1e3
-                en[i, cols] = c.total_energy_pj * 1e-9
+                lat[i, j] = c.latency_s * 1e3
+                en[i, j] = c.total_energy_pj * 1e-9
             done[need] = True
         out_l = np.empty(len(index))
         out_e = np.empty(len(index))
         for k, (ids, groups) in enumerate(index):
-            cols = np.where(groups >= 0, bit_idx[k][np.maximum(groups, 0)], 0)
+            cols = np.where(groups >= 0, bit_idx[k][np.maximum(groups, 0)], len(self.space.bits))
             out_l[k] = lat[ids, cols].sum()
             out_e[k] = en[ids, cols].sum()
         return out_l, out_e

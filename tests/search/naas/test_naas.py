@@ -71,6 +71,13 @@ def test_quantized_netspec_matches_what_the_compressed_model_runs(problem):
     assert [layer.key for layer in traced.layers] == [layer.key for layer in q.to_netspec(choice).layers]
 
 
+def test_layers_between_quantized_ones_run_at_their_width_not_at_float_width(problem):
+    q = problem.space
+    layers = q.to_netspec(q.join(q.net.reference("largest"), {g: 4 for g in q.groups})).layers
+    assert any(not x.has_weights for x in layers)
+    assert {x.a_bits for x in layers} == {4}
+
+
 def test_vectorised_costs_equal_the_accelerator_model_on_the_whole_netspec(problem):
     rng = np.random.default_rng(0)
     accel = AcceleratorSpace().to_accelerator(AcceleratorSpace().sample_feasible(rng))
