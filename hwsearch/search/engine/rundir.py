@@ -44,6 +44,9 @@ class RunDir:
 
     path: Path
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))  # a str from a script or notebook works too
+
     @property
     def name(self) -> str:
         """The run's name (its folder name)."""

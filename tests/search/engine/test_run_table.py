@@ -82,6 +82,7 @@ def test_pieces_and_merges_read_back_as_the_full_rewrite(tmp_path, few_pieces, n
     log.finish()
     assert _pieces(tmp_path) == []
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / table.TABLE), _full_rewrite(rows))
+    pd.testing.assert_frame_equal(RunDir(str(tmp_path)).trials(), _full_rewrite(rows))  # a str path reads too
 
 
 def test_a_crash_between_a_merge_and_deleting_its_pieces_leaves_each_trial_once(tmp_path, few_pieces):
