@@ -31,6 +31,7 @@ import numpy as np
 from hwsearch.hwmodel.mapping import (
     ArrayMap,
     Problem,
+    fold_cycles,
     kept_share,
     macs_per_pe_cycle,
     problem,
@@ -133,7 +134,7 @@ def _systolic(p: Problem, layer: LayerSpec, accel: Accelerator, rho: float, f: f
                  for a, b in zip(cc.tolist(), u.tolist(), strict=True)]
         cf = _ceil(sc, C)
         rounds = _ceil(p.reps * k, u)
-        cycles = np.maximum(rounds * cf * t, rounds * cf * (t + fill) - 1)
+        cycles = fold_cycles(rounds * cf, t, fill, accel)
         scale = red_e / red_t
         stat = np.full(u.shape, p.reps * red_t * scale * base_c)
         stream = rounds * cf * u * cc * scale * t
@@ -146,7 +147,7 @@ def _systolic(p: Problem, layer: LayerSpec, accel: Accelerator, rho: float, f: f
     rf, cf = _ceil(sr, R), _ceil(sc, C)
     folds = rf * cf
     rounds = _ceil(p.reps, u)
-    cycles = np.maximum(rounds * folds * t, rounds * folds * (t + fill) - 1)
+    cycles = fold_cycles(rounds * folds, t, fill, accel)
     # The operand on rows is read once per column fold, the one on columns once per row fold.
     pix_on_rows = np.array([True, False])
     ifm = np.where(pix_on_rows, cf, rf) * p.pixels * t_e * p.reps
