@@ -176,7 +176,7 @@ ZIGZAG_NOTES = [
     "",
     "Energy is 2-5x ZigZag's under the model's own mappings: ZigZag's TPU-like DRAM costs 700 pJ per 64-bit "
     "access (11 pJ/byte) against the model's 160 pJ/byte (Horowitz), and its SRAM and register energies are "
-    "its own tables. Under ZigZag's mapping the gap widens on the convolutions, most on CONV1: ZigZag's PEs "
+    "its own tables. Under ZigZag's mapping the gap widens on CONV1 and CONV2, most on CONV1: ZigZag's PEs "
     "hold a whole filter (128-byte weight register) and accumulate over the filter taps in place, while the "
     "model's weight-stationary PE holds one weight, so every fold's partial sums go back to the buffer.",
 ]
