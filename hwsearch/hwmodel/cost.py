@@ -7,8 +7,8 @@ tiling; ``search`` also searches the spatial unrolling (`hwsearch.hwmodel.mapper
 ``fast`` mapping whenever no candidate beats it on the objective (latency, energy or edp). An
 ``unroll`` (`hwsearch.hwmodel.unroll.Unrolling`) fixes the spatial unrolling instead, and only the
 buffer tiling is searched. Costs are cached per (accelerator, objective, mode or unrolling): the
-same layer again is one dictionary lookup,
-which is what makes costing hundreds of thousands of (network, accelerator) pairs affordable.
+same layer again is one dictionary lookup, which is what makes costing hundreds of thousands of
+(network, accelerator) pairs affordable.
 """
 
 from __future__ import annotations

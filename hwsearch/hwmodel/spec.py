@@ -22,9 +22,9 @@ Precision semantics (documented once, used by the mapper):
 
 Fold pipelining (``pipelined_folds``, systolic dataflows only): by default every fold of the array
 pays its fill and drain, as SCALE-Sim counts (and as `.cfg` files are always read). An array that
-double-buffers its stationary operand, as the TPU does for its weights (Jouppi et al., ISCA 2017,
-section 2: a second weight tile shifts in while the first computes), starts the next fold while the
-last one drains, so the fill and drain are paid once per layer; each fold still takes at least one
+double-buffers its stationary operand, as the TPU does for its weights (Jouppi et al., ISCA 2017:
+the matrix unit holds a second weight tile so that shifting it in is hidden behind the first's
+computation), starts the next fold while the last one drains, so the fill and drain are paid once per layer; each fold still takes at least one
 cycle per PE row, the time a tile needs to shift in.
 """
 
@@ -68,7 +68,7 @@ class Accelerator:
     sparsity: str = "none"              # none | zero_skip (fine-grained) | nm (N:M structured)
     vector_lanes: int = 16              # element operations per cycle of the softmax/norm/eltwise unit
     tech: str = "45nm"                  # per-access energy and area table (see hwsearch.hwmodel.energy)
-    pipelined_folds: bool = False       # systolic arrays: fill and drain overlap the next fold (see below)
+    pipelined_folds: bool = False       # systolic arrays: fill and drain overlap the next fold (see above)
     name: str = field(default="custom", compare=False)
 
     def __post_init__(self) -> None:

@@ -49,7 +49,8 @@ def _side(entries: Mapping[str, int] | Iterable[tuple[str, int]], which: str) ->
 
 @dataclass(frozen=True)
 class Unrolling:
-    """Loop dimensions and factors side by side on the PE rows and on the PE columns.
+    """Loop dimensions and factors side by side on the PE rows and on the PE columns, each side a
+    sequence of (dimension, factor) pairs, outermost first (a dict is accepted too).
 
     A factor larger than the layer's dimension is cut to it, and a dimension the layer lacks has
     size 1, so one unrolling serves every layer of a network (the PEs left over sit idle)."""
