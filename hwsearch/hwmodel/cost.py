@@ -286,10 +286,19 @@ def fits(c: LayerCost, accel: Accelerator) -> bool:
 def _search(mac: list[LayerSpec], accel: Accelerator, objective: str) -> list[LayerCost]:
     """Search mode: every kept array candidate of every layer tiled in one batch; the best one for
     ``objective`` wins, or the fast mapping when it is at least as good and respects the capacities."""
-    fast = costs(mac, accel, objective, "fast")
+    global _cached
     t = E.table(accel)
     e_i_r, e_w_r, e_o_r, _, _, e_o_w = _sram_energies(accel)
     base = [_prepare(layer, accel, t) for layer in mac]
+    # The fast mappings, from the same array-level preparation, go to the fast mode's cache too.
+    known = _CACHE.setdefault((accel, objective, "fast"), {})
+    todo = [j for j, layer in enumerate(mac) if layer not in known]
+    if todo:
+        tilings = _tile([mac[j] for j in todo], accel, t, [base[j] for j in todo], objective, False)
+        for j, tiling in zip(todo, tilings, strict=True):
+            known[mac[j]] = _finish(mac[j], accel, t, base[j], tiling, "fast")
+        _cached += len(todo)
+    fast = [known[layer] for layer in mac]
     rows, preps = [], []
     for j, (layer, pr) in enumerate(zip(mac, base, strict=True)):
         for am in array_candidates(layer, accel, (e_i_r, e_w_r, e_o_r, e_o_w), t.noc_pj, pr.w_store):
@@ -350,7 +359,9 @@ def _array_energy(am: ArrayMap, accel: Accelerator, t: E.EnergyTable, a_b: float
 
 
 def _with_array(pr: _Prep, am: ArrayMap, accel: Accelerator, t: E.EnergyTable) -> _Prep:
-    return replace(pr, am=am, e_array=_array_energy(am, accel, t, pr.a_b, pr.w_store))
+    # Built field by field: `dataclasses.replace` costs more than the rest of this, once per candidate.
+    return _Prep(am, pr.f, pr.executed, pr.passes, pr.a_b, pr.w_b, pr.w_store, pr.e_mac, pr.e_rf,
+                 _array_energy(am, accel, t, pr.a_b, pr.w_store))
 
 
 def _prepare(layer: LayerSpec, accel: Accelerator, t: E.EnergyTable) -> _Prep:
