@@ -71,6 +71,49 @@ def test_one_unrolling_costs_a_whole_network_and_is_cached_apart_from_the_modes(
     assert cost(FIRST, EYERISS_LIKE, mode="fast") is not nc.layers[0]
 
 
+@st.composite
+def unrolled_cases(draw):
+    accel = Accelerator(pe_rows=draw(st.integers(1, 24)), pe_cols=draw(st.integers(1, 24)), glb_bytes=512 * KiB,
+                        rf_bytes=draw(st.integers(6, 512)), dram_bw=draw(st.floats(1, 1e4)),
+                        dataflow=draw(st.sampled_from(["ws", "os", "is", "rs"])), native_bits=8,
+                        precisions=draw(st.sampled_from([(8,), (2, 4, 8)])), pipelined_folds=draw(st.booleans()))
+    if draw(st.booleans()):
+        c = draw(st.integers(1, 48))
+        r = draw(st.sampled_from([1, 3, 5]))
+        hw = draw(st.integers(r, 28))
+        dw = draw(st.booleans())
+        layer = LayerSpec("dwconv" if dw else "conv", n=draw(st.integers(1, 2)), c=c, k=c if dw else draw(st.integers(1, 48)),
+                          groups=c if dw else 1, in_h=hw, in_w=hw, r=r, s=r, stride=draw(st.sampled_from([1, 2])),
+                          pad=r // 2, w_bits=draw(st.sampled_from([4, 8])), a_bits=8)
+    else:
+        layer = LayerSpec("linear", m=draw(st.integers(1, 64)), c=draw(st.integers(1, 256)), k=draw(st.integers(1, 256)),
+                          w_bits=8, a_bits=8)
+
+    def side(most):
+        dims = draw(st.lists(st.sampled_from(["g", "n", "k", "c", "r", "s", "h", "w"]), max_size=2, unique=True))
+        out = []
+        for d in dims:
+            f = draw(st.integers(1, max(1, most)))
+            out.append((d, f))
+            most //= f
+        return tuple(out)
+
+    return layer, accel, Unrolling(rows=side(accel.pe_rows), cols=side(accel.pe_cols))
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=unrolled_cases())
+def test_no_unrolling_beats_the_pes_it_occupies(case):
+    layer, a, unroll = case
+    c = cost(layer, a, unroll=unroll)
+    m = c.mapping
+    used = m["pe_rows_used"] * m["pe_cols_used"]
+    assert m["pe_rows_used"] <= a.pe_rows and m["pe_cols_used"] <= a.pe_cols
+    assert c.compute_cycles >= c.executed_macs / (used * m["macs_per_pe_cycle"]) * (1 - 1e-9)
+    assert 0 < c.utilization <= 1 + 1e-9
+    assert all(v >= 0 for v in c.energy_pj.values()) and c.writes["dram"] >= layer.out_bytes * (1 - 1e-9)
+
+
 @pytest.mark.parametrize("unroll, words", [
     (Unrolling(rows=(("c", 3), ("r", 5))), "needs 15 x 1 PEs.*12 rows x 14 columns"),
     (Unrolling(cols=(("k", 16),)), "needs 1 x 16 PEs"),
