@@ -174,6 +174,8 @@ def hw_cost(
     objective: str = typer.Option("latency", help="Mapping objective: latency, energy or edp."),
     mapper: str = typer.Option("search", help="search: search the spatial unrolling too; fast: the co-search's "
                                               "fixed unrolling (what a NAAS report.json holds)."),
+    unroll: str = typer.Option("", help="Fix the spatial unrolling instead of --mapper, e.g. "
+                                        "'rows=c:3,r:3 cols=k:8' (dimensions g n k c r s h w)."),
     fmt: str = typer.Option("table", "--format", help="table, json or csv."),
 ) -> None:
     """Per-layer cycles, latency, energy and utilisation of a network on an accelerator."""
@@ -181,7 +183,7 @@ def hw_cost(
     from pathlib import Path
 
     from hwsearch.errors import ConfigError, SpecError
-    from hwsearch.hwmodel import Accelerator, network_cost, read_topology
+    from hwsearch.hwmodel import Accelerator, Unrolling, network_cost, read_topology
     from hwsearch.ir import NetSpec
 
     if fmt not in ("table", "json", "csv"):
@@ -197,7 +199,7 @@ def hw_cost(
             net = NetSpec.from_json(str(path))
         except ValueError as e:
             raise SpecError(f"--layers {path.name!r} is not a netspec.json: {e}") from None
-    nc = network_cost(net, acc, objective, mapper)
+    nc = network_cost(net, acc, objective, mapper, Unrolling.parse(unroll) if unroll else None)
     rows = nc.rows()
     if fmt == "json":
         _emit_json({"accelerator": acc.to_dict(), "layers": rows, "total": nc.total_row()})

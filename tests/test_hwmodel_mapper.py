@@ -50,7 +50,7 @@ def accelerators(draw):
                        dataflow=draw(st.sampled_from(["ws", "os", "is", "rs"])), native_bits=native,
                        precisions=draw(st.sampled_from([(native,), tuple(p for p in (2, 4, 8, 16) if p <= native)])),
                        sparsity=draw(st.sampled_from(["none", "zero_skip"])), tech=draw(st.sampled_from(sorted(TABLES))),
-                       **bufs)
+                       pipelined_folds=draw(st.booleans()), **bufs)
 
 
 def _both(layer, accel, objective):

@@ -2,7 +2,8 @@
 
 `Accelerator` describes the hardware (`Accelerator.preset(name)`, JSON/YAML, SCALE-Sim ``.cfg``);
 `cost(layer, accel, objective, mode)` gives a `LayerCost` (``mode``: ``fast``, the fixed unrolling
-the co-search uses, or ``search``, which also searches the spatial unrolling), `network_cost(netspec, accel)` a `NetworkCost`, and
+the co-search uses, or ``search``, which also searches the spatial unrolling; or ``unroll=Unrolling(...)``,
+a spatial unrolling the caller fixes), `network_cost(netspec, accel)` a `NetworkCost`, and
 `hardware_metrics(netspec, accel)` the numbers a search reports. Nothing here imports torch.
 """
 
@@ -23,6 +24,7 @@ from hwsearch.hwmodel.presets import PRESETS, SOURCES
 from hwsearch.hwmodel.presets import names as preset_names
 from hwsearch.hwmodel.scalesim_io import read_cfg, read_topology
 from hwsearch.hwmodel.spec import DATAFLOWS, SPARSITY, Accelerator
+from hwsearch.hwmodel.unroll import Unrolling
 
 # Bump whenever a change to the model changes any number it reports: tables built by an older model
 # then fail their fingerprint check and are rebuilt.
@@ -31,5 +33,5 @@ MODEL_VERSION = 1
 __all__ = [
     "Accelerator", "DATAFLOWS", "SPARSITY", "LEVELS", "LayerCost", "NetworkCost", "EnergyTable", "TABLES",
     "PRESETS", "SOURCES", "preset_names", "cost", "costs", "network_cost", "MODEL_VERSION", "hardware_metrics", "cache_clear",
-    "read_cfg", "read_topology", "MODES", "DEFAULT_MODE",
+    "read_cfg", "read_topology", "MODES", "DEFAULT_MODE", "Unrolling",
 ]

@@ -4,9 +4,11 @@
 the accelerator's per-access table (`hwsearch.hwmodel.energy`). Two mapping modes: ``fast`` maps
 the array one fixed way per dataflow (`hwsearch.hwmodel.mapping`) and searches only the buffer
 tiling; ``search`` also searches the spatial unrolling (`hwsearch.hwmodel.mapper`) and keeps the
-``fast`` mapping whenever no candidate beats it on the objective (latency, energy or edp). Costs
-are cached per (accelerator, objective, mode): the same layer again is one dictionary lookup,
-which is what makes costing hundreds of thousands of (network, accelerator) pairs affordable.
+``fast`` mapping whenever no candidate beats it on the objective (latency, energy or edp). An
+``unroll`` (`hwsearch.hwmodel.unroll.Unrolling`) fixes the spatial unrolling instead, and only the
+buffer tiling is searched. Costs are cached per (accelerator, objective, mode or unrolling): the
+same layer again is one dictionary lookup, which is what makes costing hundreds of thousands of
+(network, accelerator) pairs affordable.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from hwsearch.hwmodel.mapping import (
     tile_search,
 )
 from hwsearch.hwmodel.spec import Accelerator
+from hwsearch.hwmodel.unroll import Unrolling, unrolled_map
 from hwsearch.ir import LayerSpec, NetSpec
 
 LEVELS = ("mac", "rf", "noc", "buffer", "dram")
@@ -187,36 +190,41 @@ class NetworkCost:
         return [c.to_row(n) for c, n in zip(self.layers, self.names, strict=True)]
 
 
-def cost(layer: LayerSpec, accel: Accelerator, objective: str = "latency", mode: str | None = None) -> LayerCost:
+def cost(layer: LayerSpec, accel: Accelerator, objective: str = "latency", mode: str | None = None,
+         unroll: Unrolling | None = None) -> LayerCost:
     """Cost of ``layer`` on ``accel`` under the best mapping for ``objective`` (latency, energy or
-    edp) that ``mode`` (fast or search; default `DEFAULT_MODE`) finds."""
-    hit = _CACHE.get((accel, objective, mode or DEFAULT_MODE), {}).get(layer)
+    edp) that ``mode`` (fast or search; default `DEFAULT_MODE`) finds, or, given ``unroll``, under
+    that spatial unrolling with the best buffer tiling (`SpecError` if the array cannot hold it)."""
+    hit = _CACHE.get((accel, objective, unroll or mode or DEFAULT_MODE), {}).get(layer)
     if hit is not None:
         return hit
-    return costs([layer], accel, objective, mode)[0]
+    return costs([layer], accel, objective, mode, unroll)[0]
 
 
-# (accelerator, objective, mode) -> {layer: LayerCost}. LayerSpec and Accelerator are frozen and hashable;
+# (accelerator, objective, mode or unrolling) -> {layer: LayerCost}. LayerSpec and Accelerator are frozen and hashable;
 # nesting hashes the accelerator once per batch. Emptied past _CACHE_MAX layers so that a long search
 # cannot exhaust memory.
-_CACHE: dict[tuple[Accelerator, str, str], dict[LayerSpec, LayerCost]] = {}
+_CACHE: dict[tuple[Accelerator, str, str | Unrolling], dict[LayerSpec, LayerCost]] = {}
 _CACHE_MAX = 1 << 17  # about 2 KB per entry
 _cached = 0
 
 
 def costs(layers: Iterable[LayerSpec], accel: Accelerator, objective: str = "latency",
-          mode: str | None = None) -> list[LayerCost]:
-    """Costs of many layers on one accelerator; the uncached MAC layers are mapped in one batch."""
+          mode: str | None = None, unroll: Unrolling | None = None) -> list[LayerCost]:
+    """Costs of many layers on one accelerator (under ``unroll`` when given, see `cost`); the
+    uncached MAC layers are mapped in one batch."""
     global _cached
     layers = list(layers)
     mode = mode or DEFAULT_MODE
-    key = (accel, objective, mode)
+    key = (accel, objective, unroll or mode)
     known = _CACHE.get(key)
     if known is None:
         if objective not in OBJECTIVES:
             raise SpecError(f"mapping objective {objective!r} is unknown; use one of {', '.join(OBJECTIVES)}")
         if mode not in MODES:
             raise SpecError(f"mapping mode {mode!r} is unknown; use one of {', '.join(MODES)}")
+        if unroll is not None:
+            unroll.check(accel)
         known = _CACHE[key] = {}
     todo = [layer for layer in dict.fromkeys(layers) if layer not in known]
     if todo:
@@ -231,7 +239,9 @@ def costs(layers: Iterable[LayerSpec], accel: Accelerator, objective: str = "lat
                 mac.append(layer)
             else:
                 known[layer] = _vector_cost(layer, accel)
-        if mac and mode == "fast":
+        if mac and unroll is not None:
+            known.update(zip(mac, _unrolled(mac, accel, objective, unroll), strict=True))
+        elif mac and mode == "fast":
             t = E.table(accel)
             preps = [_prepare(layer, accel, t) for layer in mac]
             for layer, pr, tiling in zip(mac, preps, _tile(mac, accel, t, preps, objective, False), strict=True):
@@ -276,10 +286,19 @@ def fits(c: LayerCost, accel: Accelerator) -> bool:
 def _search(mac: list[LayerSpec], accel: Accelerator, objective: str) -> list[LayerCost]:
     """Search mode: every kept array candidate of every layer tiled in one batch; the best one for
     ``objective`` wins, or the fast mapping when it is at least as good and respects the capacities."""
-    fast = costs(mac, accel, objective, "fast")
+    global _cached
     t = E.table(accel)
     e_i_r, e_w_r, e_o_r, _, _, e_o_w = _sram_energies(accel)
     base = [_prepare(layer, accel, t) for layer in mac]
+    # The fast mappings, from the same array-level preparation, go to the fast mode's cache too.
+    known = _CACHE.setdefault((accel, objective, "fast"), {})
+    todo = [j for j, layer in enumerate(mac) if layer not in known]
+    if todo:
+        tilings = _tile([mac[j] for j in todo], accel, t, [base[j] for j in todo], objective, False)
+        for j, tiling in zip(todo, tilings, strict=True):
+            known[mac[j]] = _finish(mac[j], accel, t, base[j], tiling, "fast")
+        _cached += len(todo)
+    fast = [known[layer] for layer in mac]
     rows, preps = [], []
     for j, (layer, pr) in enumerate(zip(mac, base, strict=True)):
         for am in array_candidates(layer, accel, (e_i_r, e_w_r, e_o_r, e_o_w), t.noc_pj, pr.w_store):
@@ -292,6 +311,15 @@ def _search(mac: list[LayerSpec], accel: Accelerator, objective: str) -> list[La
         if best[j] is None or score(c, objective) < score(best[j], objective):
             best[j] = c
     return best  # type: ignore[return-value]
+
+
+def _unrolled(mac: list[LayerSpec], accel: Accelerator, objective: str, unroll: Unrolling) -> list[LayerCost]:
+    """Every layer's array mapped under ``unroll``, then the buffer tiling searched in one batch."""
+    t = E.table(accel)
+    preps = [_with_array(pr, unrolled_map(layer, accel, unroll), accel, t)
+             for layer, pr in zip(mac, (_prepare(layer, accel, t) for layer in mac), strict=True)]
+    tilings = _tile(mac, accel, t, preps, objective)
+    return [_finish(layer, accel, t, pr, tiling, "given") for layer, pr, tiling in zip(mac, preps, tilings, strict=True)]
 
 
 def _sram_sizes(accel: Accelerator) -> tuple[float, float, float]:
@@ -331,7 +359,9 @@ def _array_energy(am: ArrayMap, accel: Accelerator, t: E.EnergyTable, a_b: float
 
 
 def _with_array(pr: _Prep, am: ArrayMap, accel: Accelerator, t: E.EnergyTable) -> _Prep:
-    return replace(pr, am=am, e_array=_array_energy(am, accel, t, pr.a_b, pr.w_store))
+    # Built field by field: `dataclasses.replace` costs more than the rest of this, once per candidate.
+    return _Prep(am, pr.f, pr.executed, pr.passes, pr.a_b, pr.w_b, pr.w_store, pr.e_mac, pr.e_rf,
+                 _array_energy(am, accel, t, pr.a_b, pr.w_store))
 
 
 def _prepare(layer: LayerSpec, accel: Accelerator, t: E.EnergyTable) -> _Prep:
@@ -445,11 +475,12 @@ def _vector_cost(layer: LayerSpec, accel: Accelerator) -> LayerCost:
 
 
 def network_cost(net: NetSpec | Iterable[LayerSpec], accel: Accelerator, objective: str = "latency",
-                 mode: str | None = None) -> NetworkCost:
-    """Per-layer costs and totals of a network (a NetSpec or any sequence of LayerSpecs)."""
+                 mode: str | None = None, unroll: Unrolling | None = None) -> NetworkCost:
+    """Per-layer costs and totals of a network (a NetSpec or any sequence of LayerSpecs), every MAC
+    layer under ``unroll`` when given."""
     layers = tuple(net.layers if isinstance(net, NetSpec) else net)
     names = tuple(layer.name or f"{layer.op}{i}" for i, layer in enumerate(layers))
-    return NetworkCost(tuple(costs(layers, accel, objective, mode)), names)
+    return NetworkCost(tuple(costs(layers, accel, objective, mode, unroll)), names)
 
 
 def hardware_metrics(net: NetSpec, accel: Accelerator, mode: str | None = None) -> dict[str, float]:

@@ -25,12 +25,14 @@ this model's dataflows can express, pruned to the (cycles, on-chip energy) Paret
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
 from hwsearch.hwmodel.mapping import (
     ArrayMap,
     Problem,
+    fold_cycles,
     kept_share,
     macs_per_pe_cycle,
     problem,
@@ -70,7 +72,7 @@ def _balanced(n: int, most: int) -> list[int]:
     return sorted({-(-n // k) for k in range(max(1, -(-n // most)), n + 1) if -(-n // k) <= most})
 
 
-def _rs(p: Problem, layer: LayerSpec, accel: Accelerator, rho: float, f: float) -> dict[str, np.ndarray]:
+def _rs(p: Problem, layer: LayerSpec, accel: Accelerator, rho: float, f: float) -> dict[str, Any]:
     R, C = accel.pe_rows, accel.pe_cols
     gemm = p.r == 1 and p.s == 1 and layer.op in ("linear", "matmul")
     if gemm:
@@ -99,14 +101,17 @@ def _rs(p: Problem, layer: LayerSpec, accel: Accelerator, rho: float, f: float) 
         ifm = p.reps * n * cr * strips * rows_in * p.in_cols * -(-p.kf // pf)
     outs = p.reps * p.n * p.kf * p.h * p.w
     chunks = _ceil(cr, q) * r_fold
-    label = np.array([f"rs: sets of {a} filter rows x {b} output rows, {(R // a) * (C // b)} sets, {pf} filters per PE"
-                      for a, b in zip(sh.tolist(), e.tolist(), strict=True)])
+
+    def label(i: int) -> str:
+        a, b = int(sh[i]), int(e[i])
+        return f"rs: sets of {a} filter rows x {b} output rows, {(R // a) * (C // b)} sets, {pf} filters per PE"
+
     return {"cycles": cycles, "ifm": ifm.astype(float), "wts": wts.astype(float), "outw": (outs * chunks).astype(float),
             "psr": (outs * (chunks - 1)).astype(float), "folds": passes, "rows": q * sh, "cols": (C // e) * e,
             "rf": np.full(sh.shape, rf_used), "label": label}
 
 
-def _systolic(p: Problem, layer: LayerSpec, accel: Accelerator, rho: float, f: float) -> dict[str, np.ndarray]:
+def _systolic(p: Problem, layer: LayerSpec, accel: Accelerator, rho: float, f: float) -> dict[str, Any]:
     R, C = accel.pe_rows, accel.pe_cols
     red_t = max(1, math.ceil(p.window * rho / f))
     red_e = max(1, math.ceil(p.window * rho))
@@ -129,11 +134,10 @@ def _systolic(p: Problem, layer: LayerSpec, accel: Accelerator, rho: float, f: f
         base_c, t, t_e = (p.kf, p.pixels, p.pixels) if df == "ws" else (p.pixels, p.kf, p.kf)
         sr, sc = u * cc, u * base_c
         fill = 2 * R + C - 2
-        names = [f"{df}: reduction in chunks of {a} rows, {b} chunk(s) side by side"
-                 for a, b in zip(cc.tolist(), u.tolist(), strict=True)]
+        names = lambda i: f"{df}: reduction in chunks of {cc[i]} rows, {u[i]} chunk(s) side by side"  # noqa: E731
         cf = _ceil(sc, C)
         rounds = _ceil(p.reps * k, u)
-        cycles = np.maximum(rounds * cf * t, rounds * cf * (t + fill) - 1)
+        cycles = fold_cycles(rounds * cf, t, fill, accel)
         scale = red_e / red_t
         stat = np.full(u.shape, p.reps * red_t * scale * base_c)
         stream = rounds * cf * u * cc * scale * t
@@ -142,11 +146,11 @@ def _systolic(p: Problem, layer: LayerSpec, accel: Accelerator, rho: float, f: f
         ifm, wts = (stream, stat) if df == "ws" else (stat, stream)
         return {"cycles": cycles, "ifm": ifm.astype(float), "wts": wts.astype(float), "outw": outw, "psr": psr,
                 "folds": rounds * cf, "rows": np.minimum(sr, R), "cols": np.minimum(sc, C),
-                "rf": np.full(u.shape, wb + 2 * ab), "label": np.array(names)}
+                "rf": np.full(u.shape, wb + 2 * ab), "label": names}
     rf, cf = _ceil(sr, R), _ceil(sc, C)
     folds = rf * cf
     rounds = _ceil(p.reps, u)
-    cycles = np.maximum(rounds * folds * t, rounds * folds * (t + fill) - 1)
+    cycles = fold_cycles(rounds * folds, t, fill, accel)
     # The operand on rows is read once per column fold, the one on columns once per row fold.
     pix_on_rows = np.array([True, False])
     ifm = np.where(pix_on_rows, cf, rf) * p.pixels * t_e * p.reps
@@ -156,7 +160,7 @@ def _systolic(p: Problem, layer: LayerSpec, accel: Accelerator, rho: float, f: f
     rows, cols = np.minimum(sr, R), np.minimum(sc, C)
     return {"cycles": cycles, "ifm": ifm.astype(float), "wts": wts.astype(float), "outw": outw.astype(float),
             "psr": psr.astype(float), "folds": rounds * folds, "rows": rows, "cols": cols,
-            "rf": np.full(u.shape, wb + 2 * ab), "label": np.array(names)}
+            "rf": np.full(u.shape, wb + 2 * ab), "label": names.__getitem__}
 
 
 def array_candidates(layer: LayerSpec, accel: Accelerator, buffer_pj: tuple[float, float, float, float],
@@ -166,6 +170,7 @@ def array_candidates(layer: LayerSpec, accel: Accelerator, buffer_pj: tuple[floa
     reads, weight reads, output reads and output writes."""
     p = problem(layer)
     rho, f = kept_share(layer, accel), macs_per_pe_cycle(layer, accel)
+    # Each candidate's arrays by name; "label" gives a candidate's description, made only for those kept.
     c = (_rs if accel.dataflow == "rs" else _systolic)(p, layer, accel, rho, f)
     a_b = layer.a_bits / 8
     e_i, e_w, e_or, e_ow = buffer_pj
@@ -183,4 +188,4 @@ def array_candidates(layer: LayerSpec, accel: Accelerator, buffer_pj: tuple[floa
         front = [front[k] for k in picks.tolist()]
     return [ArrayMap(int(c["cycles"][i]), float(c["ifm"][i]), float(c["wts"][i]), float(c["outw"][i]),
                      float(c["psr"][i]), int(c["folds"][i]), int(c["rows"][i]), int(c["cols"][i]),
-                     float(c["rf"][i]), str(c["label"][i])) for i in front]
+                     float(c["rf"][i]), c["label"](i)) for i in front]

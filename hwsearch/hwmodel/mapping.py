@@ -6,7 +6,8 @@ Two levels, searched separately because they barely interact:
    ``Kf`` filters x a reduction ``window`` (``Cr`` channels x ``r*s`` taps). Systolic dataflows
    (ws, os, is) fold two of these dimensions over the PE rows/columns and stream the third, costing
    ``folds * (T + fill) - 1`` cycles, the count SCALE-Sim 3 reports (os: fill ``R + C - 2``; ws and
-   is: ``2R + C - 2``). Row-stationary (Eyeriss) maps filter rows x output rows onto PE sets, each
+   is: ``2R + C - 2``), or the fill once per layer on an array with pipelined folds (`fold_cycles`).
+   Row-stationary (Eyeriss) maps filter rows x output rows onto PE sets, each
    PE running one 1-D row convolution. Buffer accesses follow from the fold counts.
 2. *Buffer level.* A tiling (output rows x filters x channels) and a loop order are searched over a
    candidate grid, all candidates at once in numpy: DRAM refetches follow Timeloop's rule (a tile
@@ -26,6 +27,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -143,6 +145,17 @@ class ArrayMap:
     unroll: str = ""       # the spatial unrolling, in words (mapping search only)
 
 
+def fold_cycles(folds: Any, stream: Any, fill: int, accel: Accelerator) -> Any:
+    """Cycles of ``folds`` systolic folds that stream ``stream`` cycles each (ints or numpy arrays).
+
+    SCALE-Sim's count: every fold pays its ``fill`` and drain, and the count ends one cycle before the
+    last drain (a 1x1 array has no drain to lose). With ``accel.pipelined_folds`` they overlap the next
+    fold, which still takes at least the one cycle per PE row its stationary tile needs to shift in."""
+    if accel.pipelined_folds:
+        return np.maximum(folds * stream, folds * np.maximum(stream, accel.pe_rows) + fill - 1)
+    return np.maximum(folds * stream, folds * (stream + fill) - 1)
+
+
 def array_map(layer: LayerSpec, accel: Accelerator) -> ArrayMap:
     """Cycles and buffer accesses of a MAC layer on the accelerator's array."""
     p = problem(layer)
@@ -164,8 +177,7 @@ def array_map(layer: LayerSpec, accel: Accelerator) -> ArrayMap:
         fill = 2 * R + C - 2
     rf, cf = -(-sr // R), -(-sc // C)
     folds = rf * cf
-    # SCALE-Sim's count ends one cycle before the last fold's drain; a 1x1 array has no drain to lose.
-    cycles = max(p.reps * folds * t, p.reps * folds * (t + fill) - 1)
+    cycles = int(fold_cycles(p.reps * folds, t, fill, accel))
     # Element counts with the reduction at its moved (not time-compressed) length.
     scale = red_e / red_t if accel.dataflow in ("ws", "is") else 1.0
     if accel.dataflow == "os":

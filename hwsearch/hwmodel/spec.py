@@ -19,6 +19,13 @@ Precision semantics (documented once, used by the mapper):
   array) is computed in ``ceil(b / native)`` passes per operand, as a fixed-point multi-precision
   multiply would be: a 32-bit x 32-bit layer on an 8-bit array takes 16 passes. Storage and traffic
   always use the layer's own bit-widths.
+
+Fold pipelining (``pipelined_folds``, systolic dataflows only): by default every fold of the array
+pays its fill and drain, as SCALE-Sim counts (and as `.cfg` files are always read). An array that
+double-buffers its stationary operand, as the TPU does for its weights (Jouppi et al., ISCA 2017:
+the matrix unit holds a second weight tile so that shifting it in is hidden behind the first's
+computation), starts the next fold while the last one drains, so the fill and drain are paid once per layer; each fold still takes at least one
+cycle per PE row, the time a tile needs to shift in.
 """
 
 from __future__ import annotations
@@ -61,6 +68,7 @@ class Accelerator:
     sparsity: str = "none"              # none | zero_skip (fine-grained) | nm (N:M structured)
     vector_lanes: int = 16              # element operations per cycle of the softmax/norm/eltwise unit
     tech: str = "45nm"                  # per-access energy and area table (see hwsearch.hwmodel.energy)
+    pipelined_folds: bool = False       # systolic arrays: fill and drain overlap the next fold (see above)
     name: str = field(default="custom", compare=False)
 
     def __post_init__(self) -> None:
@@ -107,6 +115,8 @@ class Accelerator:
                 f"{where}: rf_bytes={self.rf_bytes} is smaller than one word of each operand "
                 f"({3 * word:g} bytes at {self.native_bits} bits)"
             )
+        if not isinstance(self.pipelined_folds, bool):
+            raise SpecError(f"{where}: pipelined_folds={self.pipelined_folds!r} must be true or false")
         if self.tech not in energy.TABLES:
             raise SpecError(f"{where}: tech {self.tech!r} is unknown; known energy tables: "
                             f"{', '.join(energy.TABLES.names())}")
@@ -127,6 +137,10 @@ class Accelerator:
         return state
 
     def __setstate__(self, state: Mapping[str, Any]) -> None:
+        # Pickles written before a field existed get its default.
+        for f in fields(self):
+            if f.name not in state:
+                object.__setattr__(self, f.name, f.default)
         for k, v in state.items():
             object.__setattr__(self, k, v)
         self._set_hash()
@@ -175,9 +189,13 @@ class Accelerator:
 
     # ---- serialisation ----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """Every field, JSON-able (precisions as a list)."""
+        """Every field, JSON-able (precisions as a list; ``pipelined_folds`` only when set)."""
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["precisions"] = list(self.precisions)
+        # Left out at its default, so that the fingerprints (`key`, latency tables) of every
+        # accelerator described before the option existed stay what they were.
+        if not self.pipelined_folds:
+            del d["pipelined_folds"]
         return d
 
     @classmethod
