@@ -79,3 +79,26 @@ def test_with_batch_scales_matmul_batches_by_heads():
     fc = LayerSpec("linear", m=17, c=64, k=64)
     net = NetSpec((fc, qk), (3, 32, 32)).with_batch(8)
     assert net.layers[0].n == 8 and net.layers[1].n == 32
+
+
+def test_existing_layer_keys_do_not_change_when_no_tile_is_set():
+    plain = LayerSpec("linear", m=64, c=128, k=384, bias=True, density=0.4)
+    assert plain.key == ("linear|n=1|c=128|k=384|m=64|in_h=1|in_w=1|r=1|s=1|stride=1|pad=0|groups=1|bias=1|fn=|"
+                         "w_bits=32|a_bits=32|density=0.4|nm=-")
+    assert plain.with_(tile=(1, 8)).key == plain.key + "|tile=1x8"
+
+
+@pytest.mark.parametrize("kwargs, word", [
+    ({"op": "linear", "tile": (0, 8)}, "tile"),
+    ({"op": "conv", "tile": (1, 8)}, "linear layers"),
+    ({"op": "linear", "tile": (1, 8), "nm": (2, 4)}, "cannot be combined"),
+])
+def test_invalid_tiles_are_rejected_with_the_field_named(kwargs, word):
+    with pytest.raises(SpecError, match=word):
+        LayerSpec(**kwargs)
+
+
+def test_a_tiled_layer_survives_a_dict_round_trip():
+    layer = LayerSpec("linear", m=16, c=64, k=256, density=0.3, tile=(8, 1))
+    back = LayerSpec.from_dict(json.loads(json.dumps(layer.to_dict())))
+    assert back == layer and back.key == layer.key and back.tile == (8, 1)
