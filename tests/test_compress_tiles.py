@@ -12,8 +12,8 @@ from hwsearch.compress.sparsity import fine_mask
 from hwsearch.compress.tiles import (
     choose_length,
     dominant_direction,
+    is_tiled,
     tile_mask,
-    tile_of,
     vector_mask,
     vector_tile,
 )
@@ -44,7 +44,7 @@ def test_vector_masks_keep_exactly_the_density_in_whole_vectors_along_the_direct
     vectors = k * c // length
     assert used == direction
     assert int(mask.sum()) == length * max(1, round(density * vectors))
-    assert tile_of(mask, tile)  # every pruned run is a whole vector
+    assert is_tiled(mask, tile)  # every pruned run is a whole vector
     # the kept vectors are the largest in L2 norm
     norms = (w.reshape(k // tile[0], tile[0], c // tile[1], tile[1]) ** 2).sum(dim=(1, 3)).flatten()
     kept = mask.reshape(k // tile[0], tile[0], c // tile[1], tile[1]).amax(dim=(1, 3)).flatten().bool()
@@ -55,8 +55,8 @@ def test_pruned_runs_lie_along_the_chosen_direction_and_never_across_it():
     w = _weight(16, 32)
     rows, _ = vector_mask(w, 0.5, 8, "row")
     cols, _ = vector_mask(w, 0.5, 8, "col")
-    assert tile_of(rows, (1, 8)) and not tile_of(rows, (8, 1))
-    assert tile_of(cols, (8, 1)) and not tile_of(cols, (1, 8))
+    assert is_tiled(rows, (1, 8)) and not is_tiled(rows, (8, 1))
+    assert is_tiled(cols, (8, 1)) and not is_tiled(cols, (1, 8))
 
 
 @pytest.mark.parametrize("direction", ["row", "col"])
@@ -89,7 +89,7 @@ def test_auto_direction_follows_the_fine_grained_mask_of_the_weights():
 
 def test_block_masks_keep_whole_blocks_to_the_density():
     mask = tile_mask(_weight(32, 48), 0.25, (8, 8))
-    assert float(mask.mean()) == 0.25 and tile_of(mask, (8, 8))
+    assert float(mask.mean()) == 0.25 and is_tiled(mask, (8, 8))
 
 
 def test_choose_length_takes_the_longest_length_close_to_fine_grained_and_falls_back_to_one():
@@ -157,7 +157,7 @@ def test_a_pruned_gpt_reports_the_density_and_tile_of_every_matrix_in_its_netspe
             assert layer.tile is None
         else:
             assert layer.tile in ({(8, 8)} if kind == "block" else {(1, 8), (8, 1)})
-            assert tile_of(mask, layer.tile)
+            assert is_tiled(mask, layer.tile)
     dense = space.to_netspec(choice)
     assert net.macs == dense.macs and net.effective_macs < dense.macs
 

@@ -95,3 +95,25 @@ def test_logits_have_one_row_per_position_and_a_window_of_another_length_is_refu
 def test_bad_settings_are_config_errors_naming_the_field(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         spaces.get("gpt", **kwargs)
+
+
+def test_shrinking_heads_and_the_embedding_width_keeps_the_token_table_tied_to_the_head():
+    from hwsearch.compress import LayerPolicy, Policy, apply_policy, compressed_netspec, prunable_layers
+
+    space = spaces.get("gpt", context=16)
+    choice = space.reference("largest")
+    torch.manual_seed(0)
+    model = space.build(choice).eval()
+    shape = space.input_shape(choice)
+    leaders = {layer.name: layer for layer in prunable_layers(model, shape) if layer.leader}
+    width = next(n for n, layer in leaders.items() if layer.unit == "channels" and layer.units == choice["embed"])
+    heads = [n for n, layer in leaders.items() if layer.unit == "heads"]
+    small = apply_policy(model, Policy({width: LayerPolicy(keep=0.5), **{n: LayerPolicy(keep=0.5) for n in heads}}),
+                         shape)
+    assert small.head.weight.shape == (space.vocab, choice["embed"] // 2)
+    x = torch.randint(0, space.vocab, (2, 16))
+    with torch.no_grad():
+        assert small(x).shape == (2, 16, space.vocab)
+    net = compressed_netspec(small, shape)
+    assert net.params == count_params(small)
+    assert [layer.k for layer in net.layers if layer.name.endswith("attn.qkv")] == [3 * 2 * space.head_dim] * 4

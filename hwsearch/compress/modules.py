@@ -5,10 +5,11 @@ optimizers see ordinary layers, and a compressed model keeps its module qualname
 depends on data or weights (mask, weight scales, activation ranges) is a buffer, so a state dict holds
 it and reloading reproduces the model exactly; which buffers exist depends only on the policy.
 
-Per layer: ``weight_mask`` (pattern fine/nm/vector/block), ``tile`` (vector/block: the rows x cols
-of the pruned tiles, a buffer because ``auto`` picks the vector direction from the weights), ``w_scale`` (per output channel, w_bits < 32; refreshed
-from the weights in every training step, frozen in eval), ``a_range`` ([lo, hi] of the input, a_bits <
-32, set by `calibrate`) and ``o_range`` (output range, kept for the real int8 kernels of `to_int8`).
+Per layer: ``weight_mask`` (pattern fine/nm/vector/block), ``tile`` (vector/block: rows x cols of the
+pruned tiles, a buffer because ``auto`` picks the vector direction from the weights), ``w_scale`` (per
+output channel, w_bits < 32; refreshed from the weights in every training step, frozen in eval),
+``a_range`` ([lo, hi] of the input, a_bits < 32, set by `calibrate`) and ``o_range`` (output range,
+kept for the real int8 kernels of `to_int8`).
 `QMatMul` quantizes both operands of an attention product (``a_range``, ``b_range``).
 """
 

@@ -61,13 +61,13 @@ class LayerPolicy:
         if self.pattern not in DENSITY_PATTERNS and self.density != 1.0:
             raise ConfigError(f"density={self.density} needs pattern {' or '.join(map(repr, DENSITY_PATTERNS))}, "
                               f"got pattern {self.pattern!r}")
-        for name, pattern in (("vector", "vector"), ("block", "block")):
+        for name in ("vector", "block"):  # each is the tile length of the pattern of the same name
             v = getattr(self, name)
-            if self.pattern == pattern:
+            if self.pattern == name:
                 if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                    raise ConfigError(f"{name}={v!r} must be a positive integer (the tile length) for pattern {pattern!r}")
+                    raise ConfigError(f"{name}={v!r} must be a positive integer (the tile length) for pattern {name!r}")
             elif v is not None:
-                raise ConfigError(f"{name}={v!r} needs pattern {pattern!r}, got pattern {self.pattern!r}")
+                raise ConfigError(f"{name}={v!r} needs pattern {name!r}, got pattern {self.pattern!r}")
         if self.direction not in DIRECTIONS:
             raise ConfigError(f"direction={self.direction!r} is unknown; use one of {', '.join(DIRECTIONS)}")
         if self.direction != "auto" and self.pattern != "vector":
@@ -256,5 +256,5 @@ def token_schedule(depth: int, keep: float, exempt: int = 3, steps: int | None =
     return tuple(out)
 
 
-__all__ = ["CLIPS", "DENSE", "DENSITY_PATTERNS", "DIRECTIONS", "FLOAT_BITS", "LayerPolicy", "MAX_BITS", "MIN_BITS", "PATTERNS", "Policy",
-           "token_schedule"]
+__all__ = ["CLIPS", "DENSE", "DENSITY_PATTERNS", "DIRECTIONS", "FLOAT_BITS", "LayerPolicy", "MAX_BITS", "MIN_BITS",
+           "PATTERNS", "Policy", "token_schedule"]

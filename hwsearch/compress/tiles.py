@@ -96,7 +96,7 @@ def _check_linear(w: torch.Tensor, where: str) -> None:
                           f"got a weight of shape {tuple(w.shape)}; use pattern 'fine' or 'nm'")
 
 
-def tile_of(mask: torch.Tensor, tile: tuple[int, int]) -> bool:
+def is_tiled(mask: torch.Tensor, tile: tuple[int, int]) -> bool:
     """Whether every ``tile``-shaped tile of the 2-D ``mask`` is all kept or all pruned."""
     th, tw = tile
     k, c = mask.shape
@@ -104,5 +104,5 @@ def tile_of(mask: torch.Tensor, tile: tuple[int, int]) -> bool:
     return bool((t.all(dim=1) | ~t.any(dim=1)).all())
 
 
-__all__ = ["DIRECTIONS", "choose_length", "dominant_direction", "tile_mask", "tile_of", "vector_mask",
+__all__ = ["DIRECTIONS", "choose_length", "dominant_direction", "is_tiled", "tile_mask", "vector_mask",
            "vector_tile"]
