@@ -10,12 +10,14 @@ function decorated with `register`.
 Most sources yield float32 images in [0, 1], shaped (N, C, H, W), which are split into
 train/val/test under a seed (stratified by class). A data set with an official test split returns a
 `Presplit` instead: its test split is kept as published and validation is held out of its training
-split. Either way images are then standardised per channel with the training split's statistics. Spaces whose choices differ in input resolution (OFA's ``resolution``
+split. Data that is not images and labels (a text corpus, `hwsearch.datasets.tinyshakespeare`) comes
+as a `SelfSplit`, which cuts itself into a `Dataset` under the seed. Either way images are then standardised per channel with the training split's statistics. Spaces whose choices differ in input resolution (OFA's ``resolution``
 gene) read `Dataset.at_resolution`, which resizes bilinearly and caches each resolution once.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,7 +148,15 @@ class Presplit:
     augment: CropFlip | None = None     # fill is replaced by black in standardised units
 
 
-Source = Callable[[str | None], "Raw | Presplit"]
+class SelfSplit(ABC):
+    """What a source returns when it splits its own data under the seed (a text corpus, cut contiguously)."""
+
+    @abstractmethod
+    def split(self, name: str, seed: int) -> Dataset:
+        """The train/val/test `Dataset` of source ``name`` under ``seed``."""
+
+
+Source = Callable[[str | None], "Raw | Presplit | SelfSplit"]
 SOURCES: dict[str, Source] = {}
 
 
@@ -166,7 +176,7 @@ def names() -> list[str]:
 
 
 def load_data(source: str = "digits", seed: int = 0, resolution: int | None = None) -> Dataset:
-    """Load ``source`` (``digits``, ``npz:PATH``, ``imagefolder:PATH``, ``cifar10[:PATH]``) and split it under ``seed``."""
+    """Load ``source`` (``digits``, ``npz:PATH``, ``imagefolder:PATH``, ``cifar10[:PATH]``, ``tinyshakespeare[:PATH]``) and split it under ``seed``."""
     if not isinstance(source, str) or not source:
         raise DataError(f"data source {source!r} must be a non-empty string such as 'digits' or 'npz:PATH'")
     name, arg = _parse_source(source)
@@ -177,7 +187,9 @@ def load_data(source: str = "digits", seed: int = 0, resolution: int | None = No
             f"unknown data source {name!r}; known: {', '.join(names())} (use NAME or NAME:PATH)"
         ) from None
     raw = fn(arg or None)
-    if isinstance(raw, Presplit):
+    if isinstance(raw, SelfSplit):
+        data = raw.split(source, seed)
+    elif isinstance(raw, Presplit):
         data = _split_presplit(source, raw, seed)
     else:
         x, y, class_names = raw
@@ -363,5 +375,6 @@ def _split_presplit(name: str, p: Presplit, seed: int) -> Dataset:
     )
 
 
-__all__ = ["Dataset", "Presplit", "SOURCES", "batches", "load_data", "names", "register"]
+__all__ = ["Dataset", "Presplit", "SOURCES", "SelfSplit", "batches", "load_data", "names", "register"]
 from hwsearch.datasets import cifar10 as _cifar10  # noqa: E402,F401  (registers "cifar10")
+from hwsearch.datasets import tinyshakespeare as _tinyshakespeare  # noqa: E402,F401  (registers "tinyshakespeare")

@@ -24,7 +24,10 @@ Shapes, per op (every count is a positive int; unused fields stay 1):
 ``hswish``, ``gelu``...), the kind of norm (``batch``/``layer``), of pool (``avg``/``max``) or of
 eltwise (``add``, ``mul``, ``relu``, ...). Structural pruning (channels or heads kept) and token
 pruning show up as smaller shapes; fine-grained pruning as ``density`` (share of weights kept) and
-N:M pruning as ``nm = (N, M)``. ``w_bits``/``a_bits`` are the bit-widths of weights and activations
+N:M pruning as ``nm = (N, M)``. Pruning in whole tiles of a linear layer's (``k`` x ``c``) weight matrix
+adds ``tile = (rows, cols)``, the shape of each pruned unit: ``(1, L)`` for vectors of L weights along
+a row (one output feature, L consecutive inputs), ``(L, 1)`` along a column, ``(B, B)`` for blocks;
+``density`` stays the share of weights kept. ``w_bits``/``a_bits`` are the bit-widths of weights and activations
 (32 for an unquantized float network).
 
 In a quantized network only conv/linear layers (and quantized matmuls) carry a quantizer; the layers
@@ -75,6 +78,7 @@ class LayerSpec:
     a_bits: int = 32
     density: float = 1.0
     nm: tuple[int, int] | None = None
+    tile: tuple[int, int] | None = None  # (rows, cols) of the pruned units of a tiled weight mask
     ceil_mode: bool = False  # output size rounds up (SCALE-Sim) rather than down (frameworks)
     name: str = field(default="", compare=False)
 
@@ -99,6 +103,15 @@ class LayerSpec:
             if len(nm) != 2 or not all(isinstance(x, int) for x in nm) or not 0 < nm[0] <= nm[1]:
                 raise SpecError(f"{where}: nm={self.nm!r} must be (N, M) with 0 < N <= M")
             object.__setattr__(self, "nm", nm)
+        if self.tile is not None:
+            tile = tuple(self.tile)
+            if len(tile) != 2 or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in tile):
+                raise SpecError(f"{where}: tile={self.tile!r} must be (rows, cols), both positive integers")
+            if self.op != "linear":
+                raise SpecError(f"{where}: tile applies to linear layers, not {self.op!r}")
+            if self.nm is not None:
+                raise SpecError(f"{where}: tile={tile} and nm={self.nm} cannot be combined")
+            object.__setattr__(self, "tile", tile)
         if self.op in ("conv", "dwconv"):
             if self.c % self.groups or self.k % self.groups:
                 raise SpecError(f"{where}: groups={self.groups} must divide c={self.c} and k={self.k}")
@@ -249,11 +262,13 @@ class LayerSpec:
         for f in fields(self):
             if f.name in ("op", "name"):
                 continue
-            if f.name == "ceil_mode" and not self.ceil_mode:
-                continue  # keys of framework layers (and the tables keyed by them) stay as they were
+            if (f.name == "ceil_mode" and not self.ceil_mode) or (f.name == "tile" and self.tile is None):
+                continue  # keys of layers without them (and the tables keyed by them) stay as they were
             v = getattr(self, f.name)
             if f.name == "nm":
                 v = "-" if v is None else f"{v[0]}:{v[1]}"
+            elif f.name == "tile":
+                v = f"{v[0]}x{v[1]}"
             elif f.name == "density":
                 v = repr(round(v, 6))
             elif f.name in ("bias", "ceil_mode"):
@@ -279,7 +294,7 @@ class LayerSpec:
         for f in fields(self):
             v = getattr(self, f.name)
             if f.name != "op" and v != f.default:
-                d[f.name] = list(v) if f.name == "nm" else v
+                d[f.name] = list(v) if f.name in ("nm", "tile") else v
         return d
 
     @classmethod
@@ -292,8 +307,9 @@ class LayerSpec:
         if "op" not in d:
             raise SpecError("a LayerSpec needs an 'op'")
         kw = dict(d)
-        if kw.get("nm") is not None:
-            kw["nm"] = tuple(kw["nm"])
+        for f in ("nm", "tile"):
+            if kw.get(f) is not None:
+                kw[f] = tuple(kw[f])
         return cls(**kw)
 
 

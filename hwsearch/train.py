@@ -7,6 +7,13 @@ randomness (shuffling, augmentation: the data set's own, e.g. CIFAR-10's crops a
 recipe's random shift), deterministic algorithms are switched on for the duration,
 and the thread count is fixed and recorded (float sums depend on how work is split over threads).
 A NaN or infinite loss raises `TrainingDiverged`, which the search engine records as a failed trial.
+
+A network may also predict a class at every position of its input, as a language model does: logits
+(N, T, classes) against labels (N, T) (a `hwsearch.datasets.tinyshakespeare.TextDataset`). Loss,
+distillation and accuracy then count every position as one prediction; that is the whole of what
+next-token training needs, so it lives here rather than in a second training loop. Integer inputs
+(token ids) are never shifted by the recipe's augmentation. Validation loss and perplexity of such a
+model come from `hwsearch.lm_eval`.
 """
 
 from __future__ import annotations
@@ -108,11 +115,18 @@ def scores(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size:
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     correct, confidence = 0, 0.0
     for xb, yb in batches(x, y, batch_size):
-        logits = model(xb.to(device)).cpu()
+        logits, yb = per_position(model(xb.to(device)).cpu(), yb)
         correct += int((logits.argmax(dim=1) == yb).sum())
         confidence += float(logits.softmax(dim=1).gather(1, yb.view(-1, 1)).sum())
     model.train(was_training)
-    return correct / len(y), confidence / len(y)
+    return correct / y.numel(), confidence / y.numel()
+
+
+def per_position(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (M, classes) and labels (M,): a sequence's (N, T, classes) and (N, T) become N*T predictions."""
+    if logits.dim() == 3:
+        return logits.reshape(-1, logits.shape[-1]), y.reshape(-1)
+    return logits, y
 
 
 def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> float:
@@ -134,6 +148,8 @@ def _shift(x: torch.Tensor, max_shift: float, gen: torch.Generator) -> torch.Ten
 
 def augment_batch(xb: torch.Tensor, data: Dataset, recipe: Recipe, gen: torch.Generator) -> torch.Tensor:
     """A training batch augmented by the data set's own augmentation if it has one, else by the recipe's shift."""
+    if not xb.is_floating_point():
+        return xb  # token ids: there is nothing to translate
     if data.augment is not None:
         return data.augment(xb, gen)
     if recipe.augment_shift > 0:
@@ -205,11 +221,11 @@ def train_and_evaluate(
             for xb, yb in batches(data.x_train, data.y_train, recipe.batch_size, shuffle=True, seed=shuffle_seed):
                 xb = augment_batch(xb, data, recipe, gen)
                 xb, yb = xb.to(device), yb.to(device)
-                logits = model(xb)
-                loss = F.cross_entropy(logits, yb, label_smoothing=recipe.label_smoothing)
+                logits, targets = per_position(model(xb), yb)
+                loss = F.cross_entropy(logits, targets, label_smoothing=recipe.label_smoothing)
                 if distil:
                     with torch.no_grad():
-                        target = teacher(xb)
+                        target = per_position(teacher(xb), yb)[0]
                     loss = loss + recipe.kd_ratio * distillation_loss(logits, target, recipe.kd_temperature)
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(
@@ -269,4 +285,4 @@ def _progress_bar(total: int) -> Any:
 
 
 __all__ = ["RECIPES", "EpochLog", "Recipe", "TrainResult", "TrainingDiverged", "augment_batch", "deterministic",
-           "distillation_loss", "evaluate", "named_recipe", "pick_device", "train_and_evaluate"]
+           "distillation_loss", "evaluate", "named_recipe", "per_position", "pick_device", "train_and_evaluate"]

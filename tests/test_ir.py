@@ -100,3 +100,26 @@ def test_layers_without_weights_inherit_the_activation_width_of_the_layer_before
     assert float_net.with_inherited_activation_bits() == float_net
     with pytest.raises(SpecError, match="policy"):
         conv.with_activation_bits(4)
+
+
+def test_existing_layer_keys_do_not_change_when_no_tile_is_set():
+    plain = LayerSpec("linear", m=64, c=128, k=384, bias=True, density=0.4)
+    assert plain.key == ("linear|n=1|c=128|k=384|m=64|in_h=1|in_w=1|r=1|s=1|stride=1|pad=0|groups=1|bias=1|fn=|"
+                         "w_bits=32|a_bits=32|density=0.4|nm=-")
+    assert plain.with_(tile=(1, 8)).key == plain.key + "|tile=1x8"
+
+
+@pytest.mark.parametrize("kwargs, word", [
+    ({"op": "linear", "tile": (0, 8)}, "tile"),
+    ({"op": "conv", "tile": (1, 8)}, "linear layers"),
+    ({"op": "linear", "tile": (1, 8), "nm": (2, 4)}, "cannot be combined"),
+])
+def test_invalid_tiles_are_rejected_with_the_field_named(kwargs, word):
+    with pytest.raises(SpecError, match=word):
+        LayerSpec(**kwargs)
+
+
+def test_a_tiled_layer_survives_a_dict_round_trip():
+    layer = LayerSpec("linear", m=16, c=64, k=256, density=0.3, tile=(8, 1))
+    back = LayerSpec.from_dict(json.loads(json.dumps(layer.to_dict())))
+    assert back == layer and back.key == layer.key and back.tile == (8, 1)

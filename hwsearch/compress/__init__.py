@@ -1,4 +1,4 @@
-"""Applying a compression policy to a torch model: structural, N:M, head and token pruning, quantization.
+"""Applying a compression policy to a torch model: structural, N:M, vector, block, head and token pruning, quantization.
 
 Public API:
 

@@ -5,9 +5,11 @@ optimizers see ordinary layers, and a compressed model keeps its module qualname
 depends on data or weights (mask, weight scales, activation ranges) is a buffer, so a state dict holds
 it and reloading reproduces the model exactly; which buffers exist depends only on the policy.
 
-Per layer: ``weight_mask`` (pattern fine/nm), ``w_scale`` (per output channel, w_bits < 32; refreshed
-from the weights in every training step, frozen in eval), ``a_range`` ([lo, hi] of the input, a_bits <
-32, set by `calibrate`) and ``o_range`` (output range, kept for the real int8 kernels of `to_int8`).
+Per layer: ``weight_mask`` (pattern fine/nm/vector/block), ``tile`` (vector/block: rows x cols of the
+pruned tiles, a buffer because ``auto`` picks the vector direction from the weights), ``w_scale`` (per
+output channel, w_bits < 32; refreshed from the weights in every training step, frozen in eval),
+``a_range`` ([lo, hi] of the input, a_bits < 32, set by `calibrate`) and ``o_range`` (output range,
+kept for the real int8 kernels of `to_int8`).
 `QMatMul` quantizes both operands of an attention product (``a_range``, ``b_range``).
 """
 
@@ -23,6 +25,7 @@ from torch import nn
 from hwsearch.compress.policy import FLOAT_BITS, LayerPolicy
 from hwsearch.compress.quant import act_params, act_range, fake_quant_act, fake_quant_weight, weight_scale
 from hwsearch.compress.sparsity import fine_mask, nm_mask
+from hwsearch.compress.tiles import tile_mask, vector_mask, vector_tile
 from hwsearch.errors import ConfigError
 from hwsearch.spaces.conv import same_conv2d
 from hwsearch.spaces.ops import MatMul
@@ -60,6 +63,16 @@ class _Compressed:
             mask = fine_mask(w, lp.density) * (mask if mask is not None else 1.0)
         elif self.pattern == "nm":
             mask = nm_mask(w, *lp.nm, where=f"layer {name!r}") * (mask if mask is not None else 1.0)
+        elif self.pattern in ("vector", "block"):
+            where = f"layer {name!r}"
+            if self.pattern == "vector":
+                tiled, direction = vector_mask(w, lp.density, lp.vector, lp.direction, where)
+                tile = vector_tile(lp.vector, direction)
+            else:
+                tile = (lp.block, lp.block)
+                tiled = tile_mask(w, lp.density, tile, where)
+            mask = tiled * (mask if mask is not None else 1.0)
+            self.register_buffer("tile", torch.tensor(tile, dtype=torch.int64))
         if mask is not None:
             self.register_buffer("weight_mask", mask)
         if self.w_bits < FLOAT_BITS:
@@ -130,7 +143,8 @@ class _Compressed:
                 density = self.row_keep / self.weight.shape[0]
         elif self.masked:
             density = float(self.weight_mask.sum()) / self.weight_mask.numel()
-        return {"w_bits": self.w_bits, "a_bits": self.a_bits, "density": density, "nm": nm}
+        tile = tuple(int(v) for v in self.tile) if "tile" in self._buffers else None
+        return {"w_bits": self.w_bits, "a_bits": self.a_bits, "density": density, "nm": nm, "tile": tile}
 
 
 class QConv2d(_Compressed, nn.Conv2d):

@@ -17,7 +17,9 @@ from hwsearch.errors import ConfigError
 from hwsearch.io import atomic_write_text
 from hwsearch.ir import FLOAT_BITS
 
-PATTERNS = ("dense", "fine", "nm")
+PATTERNS = ("dense", "fine", "nm", "vector", "block")
+DIRECTIONS = ("auto", "row", "col")
+DENSITY_PATTERNS = ("fine", "vector", "block")  # patterns whose share of kept weights is ``density``
 CLIPS = ("minmax", "mse")
 MIN_BITS, MAX_BITS = 2, 8
 POLICY_VERSION = 1
@@ -30,7 +32,11 @@ class LayerPolicy:
     ``keep`` is the share of output channels kept (or of heads, for the query layer of an attention
     module); it is read from the leader of a coupled group (see `prunable_layers`). ``pattern`` is
     ``dense``, ``fine`` (magnitude mask keeping ``density`` of the weights) or ``nm`` (``nm = (N, M)``:
-    N non-zeros in every M consecutive input weights). Bits are 2..8, or 32 for float.
+    N non-zeros in every M consecutive input weights), ``vector`` (linear layers: vectors of ``vector``
+    weights along ``direction`` -- ``row``, ``col``, or ``auto`` for the dominant direction of the
+    fine-grained mask -- kept by L2 norm to ``density``; see `hwsearch.compress.tiles`) or ``block``
+    (linear layers: ``block`` x ``block`` tiles kept by L2 norm to ``density``). Bits are 2..8, or 32
+    for float.
     """
 
     keep: float = 1.0
@@ -39,6 +45,9 @@ class LayerPolicy:
     nm: tuple[int, int] | None = None
     w_bits: int = FLOAT_BITS
     a_bits: int = FLOAT_BITS
+    vector: int | None = None
+    direction: str = "auto"
+    block: int | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 < float(self.keep) <= 1.0:
@@ -49,8 +58,20 @@ class LayerPolicy:
         if not 0.0 < float(self.density) <= 1.0:
             raise ConfigError(f"density={self.density!r} must lie in (0, 1]")
         object.__setattr__(self, "density", float(self.density))
-        if self.pattern != "fine" and self.density != 1.0:
-            raise ConfigError(f"density={self.density} needs pattern 'fine', got pattern {self.pattern!r}")
+        if self.pattern not in DENSITY_PATTERNS and self.density != 1.0:
+            raise ConfigError(f"density={self.density} needs pattern {' or '.join(map(repr, DENSITY_PATTERNS))}, "
+                              f"got pattern {self.pattern!r}")
+        for name in ("vector", "block"):  # each is the tile length of the pattern of the same name
+            v = getattr(self, name)
+            if self.pattern == name:
+                if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                    raise ConfigError(f"{name}={v!r} must be a positive integer (the tile length) for pattern {name!r}")
+            elif v is not None:
+                raise ConfigError(f"{name}={v!r} needs pattern {name!r}, got pattern {self.pattern!r}")
+        if self.direction not in DIRECTIONS:
+            raise ConfigError(f"direction={self.direction!r} is unknown; use one of {', '.join(DIRECTIONS)}")
+        if self.direction != "auto" and self.pattern != "vector":
+            raise ConfigError(f"direction={self.direction!r} needs pattern 'vector', got pattern {self.pattern!r}")
         if self.pattern == "nm":
             nm = tuple(self.nm) if self.nm is not None else ()
             if len(nm) != 2 or not all(isinstance(x, int) and not isinstance(x, bool) for x in nm) \
@@ -235,5 +256,5 @@ def token_schedule(depth: int, keep: float, exempt: int = 3, steps: int | None =
     return tuple(out)
 
 
-__all__ = ["CLIPS", "DENSE", "FLOAT_BITS", "LayerPolicy", "MAX_BITS", "MIN_BITS", "PATTERNS", "Policy",
-           "token_schedule"]
+__all__ = ["CLIPS", "DENSE", "DENSITY_PATTERNS", "DIRECTIONS", "FLOAT_BITS", "LayerPolicy", "MAX_BITS", "MIN_BITS",
+           "PATTERNS", "Policy", "token_schedule"]

@@ -39,6 +39,7 @@ import numpy as np
 from hwsearch.augment import CropFlip
 from hwsearch.cache import cache_root
 from hwsearch.data import Presplit, register
+from hwsearch.datasets.locate import data_dirs
 from hwsearch.datasets.safe_pickle import load_arrays
 from hwsearch.errors import DataError
 from hwsearch.io import atomic_writer, file_lock
@@ -68,12 +69,6 @@ class Cifar10Arrays:
 
 
 # ---- where a copy is ------------------------------------------------------------------------------
-def data_dirs() -> list[Path]:
-    """Folders searched when the source names no path: ``$HWSEARCH_DATA`` (if set), then ``<cache>/datasets``."""
-    env = os.environ.get("HWSEARCH_DATA")
-    return ([Path(env).expanduser()] if env else []) + [cache_root() / "datasets"]
-
-
 def _kind(path: Path) -> str | None:
     """'tar', 'batches' or 'jpeg' for something that looks like a copy, else None."""
     if path.is_file():

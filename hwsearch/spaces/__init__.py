@@ -31,6 +31,7 @@ def names() -> list[str]:
 
 __all__ = ["SPACES", "Choice", "Dim", "SearchSpace", "get", "names", "register"]
 from hwsearch.spaces import fbnet as _fbnet  # noqa: E402,F401  (registers "fbnet")
+from hwsearch.spaces import gpt as _gpt  # noqa: E402,F401  (registers "gpt")
 from hwsearch.spaces import nb201 as _nb201  # noqa: E402,F401  (registers "nb201")
 from hwsearch.spaces import ofa_mbv3 as _ofa_mbv3  # noqa: E402,F401  (registers "ofa-mbv3")
 from hwsearch.spaces import vit as _vit  # noqa: E402,F401  (registers "vit")

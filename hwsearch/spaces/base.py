@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hwsearch.errors import SpecError, UnknownName
+from hwsearch.errors import ConfigError, SpecError, UnknownName
 from hwsearch.ir import NetSpec
 
 if TYPE_CHECKING:
@@ -162,6 +162,19 @@ class SearchSpace(ABC):
             raise UnknownName(
                 f"space {self.name!r} has no reference {name!r}; known: {', '.join(sorted(refs))}"
             ) from None
+
+def positive_options(space: str, field: str, values: Sequence[Any], integer: bool) -> tuple[Any, ...]:
+    """The distinct positive numbers of a space setting ``field``, sorted (a `ConfigError` names a bad one)."""
+    values = tuple(values) if isinstance(values, (list, tuple)) else (values,)
+    if not values or len(set(values)) != len(values):
+        raise ConfigError(f"{space}: {field}={list(values)!r} must be a non-empty list without repeats")
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0 or (integer and v != int(v)):
+            kind = "positive integer" if integer else "positive number"
+            raise ConfigError(f"{space}: {field} entry {v!r} must be a {kind}")
+        out.append(int(v) if float(v).is_integer() else float(v))
+    return tuple(sorted(out))
 
 
 def _py(value: Any) -> Any:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from hwsearch.errors import ConfigError
 from hwsearch.ir import LayerSpec, NetSpec
 from hwsearch.spaces import register
-from hwsearch.spaces.base import Choice, Dim, SearchSpace
+from hwsearch.spaces.base import Choice, Dim, SearchSpace, positive_options
 from hwsearch.spaces.blockspecs import ViTBlockPlan, mlp_hidden
 
 if TYPE_CHECKING:
@@ -79,10 +79,10 @@ class ViTSpace(SearchSpace):
             raise ConfigError(f"vit: resolution {resolution} must be a multiple of patch_size {patch_size}")
         self.in_channels, self._num_classes = in_channels, num_classes
         self.resolution, self.patch_size, self.head_dim = resolution, patch_size, head_dim
-        self.embeds = _options("embeds", embeds, integer=True)
-        self.depths = _options("depths", depths, integer=True)
-        self.heads = _options("heads", heads, integer=True)
-        self.mlp_ratios = _options("mlp_ratios", mlp_ratios, integer=False)
+        self.embeds = positive_options("vit", "embeds", embeds, integer=True)
+        self.depths = positive_options("vit", "depths", depths, integer=True)
+        self.heads = positive_options("vit", "heads", heads, integer=True)
+        self.mlp_ratios = positive_options("vit", "mlp_ratios", mlp_ratios, integer=False)
         self.max_depth = max(self.depths)
         dims = [Dim("embed", self.embeds), Dim("depth", self.depths)]
         for j in range(self.max_depth):
@@ -154,19 +154,6 @@ class ViTSpace(SearchSpace):
     def reference(self, name: str) -> Choice:
         """A named reference choice."""
         return self.reference_or_error(name, self._refs())
-
-
-def _options(field: str, values: Sequence[Any], integer: bool) -> tuple[Any, ...]:
-    values = tuple(values) if isinstance(values, (list, tuple)) else (values,)
-    if not values or len(set(values)) != len(values):
-        raise ConfigError(f"vit: {field}={list(values)!r} must be a non-empty list without repeats")
-    out = []
-    for v in values:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0 or (integer and v != int(v)):
-            kind = "positive integer" if integer else "positive number"
-            raise ConfigError(f"vit: {field} entry {v!r} must be a {kind}")
-        out.append(int(v) if float(v).is_integer() else float(v))
-    return tuple(sorted(out))
 
 
 @register("vit")
