@@ -191,7 +191,7 @@ def main() -> None:
         "where a layer is compute-bound, since most layers on these presets wait on DRAM. The output-stationary "
         "edge-systolic array has no alternative the hardware could run better. The library's default stays "
         "`fast`, which the co-search, NAAS reports and latency tables use: cold costing is what the co-search "
-        "pays for every new accelerator, and the search takes two to three times as long; `hwsearch hw cost` searches by default.",
+        "pays for every new accelerator, and the search takes two to three times as long; `hwsearch hw cost` searches by default, except on SCALE-Sim topology files, where it keeps SCALE-Sim's own mapping and so its cycles.",
     ])
     print(body)
     write_section("hwmodel-mapper", body, "python -m benchmarks.hwmodel_mapper")

@@ -172,8 +172,9 @@ def hw_cost(
     layers: str = typer.Option(..., help="A netspec.json, or a SCALE-Sim topology CSV (conv or GEMM)."),
     gemm: bool = typer.Option(False, "--gemm", help="Read the topology CSV as GEMM rows (name, M, N, K)."),
     objective: str = typer.Option("latency", help="Mapping objective: latency, energy or edp."),
-    mapper: str = typer.Option("search", help="search: search the spatial unrolling too; fast: the co-search's "
-                                              "fixed unrolling (what a NAAS report.json holds)."),
+    mapper: str = typer.Option("", help="search: search the spatial unrolling too; fast: the co-search's fixed "
+                                        "unrolling (what a NAAS report.json holds). Default: fast on a SCALE-Sim "
+                                        "topology (SCALE-Sim's own mapping, so its cycles), search otherwise."),
     unroll: str = typer.Option("", help="Fix the spatial unrolling instead of --mapper, e.g. "
                                         "'rows=c:3,r:3 cols=k:8' (dimensions g n k c r s h w)."),
     fmt: str = typer.Option("table", "--format", help="table, json or csv."),
@@ -192,14 +193,16 @@ def hw_cost(
     path = Path(layers)
     if not path.is_file():
         raise SpecError(f"--layers {layers!r} does not exist")
-    if path.suffix.lower() == ".csv":
+    scalesim = path.suffix.lower() == ".csv"
+    if scalesim:
         net = read_topology(path, gemm=True if gemm else None, bits=acc.native_bits)
     else:
         try:
             net = NetSpec.from_json(str(path))
         except ValueError as e:
             raise SpecError(f"--layers {path.name!r} is not a netspec.json: {e}") from None
-    nc = network_cost(net, acc, objective, mapper, Unrolling.parse(unroll) if unroll else None)
+    nc = network_cost(net, acc, objective, mapper or ("fast" if scalesim else "search"),
+                      Unrolling.parse(unroll) if unroll else None)
     rows = nc.rows()
     if fmt == "json":
         _emit_json({"accelerator": acc.to_dict(), "layers": rows, "total": nc.total_row()})

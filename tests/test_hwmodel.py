@@ -3,7 +3,9 @@ import math
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from hwsearch.cli import app
 from hwsearch.errors import SpecError, UnknownName
 from hwsearch.hwmodel import (
     LEVELS,
@@ -171,6 +173,10 @@ def test_hw_cost_of_a_scalesim_topology_with_an_odd_stride_gives_scalesims_compu
         "is": math.ceil(36 / 8) * math.ceil(25 / 8) * (16 + 22) - 1,   # 5 * 4 folds: 759
     }[df]
     assert row["compute_cycles"] == expected
+    # what a user gets from the command line on the same files, without naming a mapper
+    result = CliRunner().invoke(app, ["hw", "cost", "--accel", str(cfg), "--layers", str(topo), "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().splitlines()[1].startswith(f"odd,{expected},")
 
 
 def test_a_framework_layer_keeps_floor_rounding_and_its_key():

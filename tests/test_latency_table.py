@@ -118,8 +118,7 @@ def test_hw_cost_reads_scalesim_files_and_prints_one_csv_row_per_layer(tmp_path)
                    "FilterSramSzkB: 64\nOfmapSramSzkB: 64\nDataflow : os\n")
     topo = tmp_path / "topo.csv"
     topo.write_text("Layer, H, W, FH, FW, C, K, S,\nc1, 10, 10, 3, 3, 4, 16, 1,\nc2, 8, 8, 1, 1, 16, 8, 1,\n")
-    result = CliRunner().invoke(app, ["hw", "cost", "--accel", str(cfg), "--layers", str(topo), "--format", "csv",
-                                      "--mapper", "fast"])
+    result = CliRunner().invoke(app, ["hw", "cost", "--accel", str(cfg), "--layers", str(topo), "--format", "csv"])
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
     header = lines[0].split(",")
