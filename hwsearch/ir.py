@@ -30,6 +30,21 @@ a row (one output feature, L consecutive inputs), ``(L, 1)`` along a column, ``(
 ``density`` stays the share of weights kept. ``w_bits``/``a_bits`` are the bit-widths of weights and activations
 (32 for an unquantized float network).
 
+Attention-map sparsity (a static mask, as ViTCoD prunes ViT attention maps) is ``density`` on the
+layers that touch the map: on the QK^T ``matmul`` the share of the ``m x k`` scores computed, on the
+AV ``matmul`` the share of the ``m x c`` probabilities multiplied, on the ``softmax`` the share of each
+row's ``k`` entries kept. A mask keeps the same share on all three. `LayerSpec.map_elems` names
+the map's size (which operand it is follows from the shape: QK^T's output has ``k == m`` tokens,
+AV's first operand ``c == m``). The dense counts (``macs``, ``vector_ops``, ``in_bytes``, ``out_bytes``)
+stay those of the unmasked layer, what hardware that cannot skip runs; the ``effective_*`` counts
+are what hardware that skips the masked positions runs and stores (values only; index metadata is
+the hardware's and counted by `hwsearch.hwmodel`).
+
+``density_std`` (matmul, softmax, linear) says how unevenly a mask is spread: the standard deviation,
+over the rows of the masked matrix (query rows of an attention map, output rows of a linear layer's
+``k x c`` weights), of each row's kept share; 0 (the default) is an even mask. Hardware that
+processes rows in lockstep waits for its densest row, so an uneven mask costs it more.
+
 In a quantized network only conv/linear layers (and quantized matmuls) carry a quantizer; the layers
 between them (activations, pooling, norms, squeeze-excite products, residual adds) work on what the
 layer before them produced. `NetSpec.with_inherited_activation_bits` gives those layers that width, as
@@ -41,6 +56,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -50,6 +66,7 @@ from hwsearch.io import atomic_write_text
 
 OPS = ("conv", "dwconv", "linear", "matmul", "softmax", "norm", "eltwise", "pool")
 WEIGHTED_OPS = ("conv", "dwconv", "linear")
+MASKED_OPS = ("linear", "matmul", "softmax")  # ops whose density may come with a row spread
 IR_VERSION = 1
 FLOAT_BITS = 32
 
@@ -79,6 +96,7 @@ class LayerSpec:
     density: float = 1.0
     nm: tuple[int, int] | None = None
     tile: tuple[int, int] | None = None  # (rows, cols) of the pruned units of a tiled weight mask
+    density_std: float = 0.0  # spread of the kept share over the masked matrix's rows (see above)
     ceil_mode: bool = False  # output size rounds up (SCALE-Sim) rather than down (frameworks)
     name: str = field(default="", compare=False)
 
@@ -123,6 +141,17 @@ class LayerSpec:
                     f"{where}: kernel {self.r}x{self.s} is larger than the padded input "
                     f"{self.in_h + 2 * self.pad}x{self.in_w + 2 * self.pad}"
                 )
+        std = self.density_std
+        if isinstance(std, bool) or not isinstance(std, (int, float)) or not math.isfinite(std) or std < 0:
+            raise SpecError(f"{where}: density_std={std!r} must be a non-negative number")
+        if std:
+            if self.op not in MASKED_OPS:
+                raise SpecError(f"{where}: density_std applies to {', '.join(MASKED_OPS)}, not {self.op!r}")
+            # Row shares lie in [0, 1] with mean `density`, so their spread is at most sqrt(d(1-d)).
+            most = math.sqrt(float(self.density) * (1.0 - float(self.density)))
+            if std > most + 1e-12:
+                raise SpecError(f"{where}: density_std={std!r} cannot exceed sqrt(density*(1-density))={most:.4g}")
+        object.__setattr__(self, "density_std", float(std))
         if self.ceil_mode and self.op not in ("conv", "dwconv", "pool"):
             raise SpecError(f"{where}: ceil_mode applies to conv, dwconv and pool, not {self.op!r}")
         object.__setattr__(self, "density", float(self.density))
@@ -153,7 +182,7 @@ class LayerSpec:
 
     @property
     def weight_density(self) -> float:
-        """Share of weights that are non-zero after fine-grained and N:M pruning."""
+        """Share of weights kept after fine-grained and N:M pruning (a matmul: of map positions)."""
         d = self.density
         if self.nm is not None:
             d *= self.nm[0] / self.nm[1]
@@ -170,7 +199,7 @@ class LayerSpec:
 
     @property
     def effective_macs(self) -> int:
-        """MACs with a non-zero weight: what zero-skipping hardware really executes."""
+        """MACs with a non-zero weight (a matmul: on a kept map position): what skipping hardware executes."""
         return int(round(self.macs * self.weight_density))
 
     @property
@@ -183,6 +212,47 @@ class LayerSpec:
         if self.op == "pool":
             return self.n * self.c * self.h * self.w * self.r * self.s
         return 0
+
+    @property
+    def effective_vector_ops(self) -> int:
+        """Element operations on the kept entries: a masked softmax's ``density`` share; else `vector_ops`."""
+        if self.op == "softmax":
+            return int(round(self.vector_ops * self.density))
+        return self.vector_ops
+
+    @property
+    def map_elems(self) -> int:
+        """Elements of the attention map a matmul or softmax touches (QK^T's output, AV's first
+        operand, softmax's input); 0 for other ops."""
+        if self.op == "softmax":
+            return self.n * self.m * self.k
+        if self.op == "matmul":
+            return self.n * self.m * (self.c if self.map_is_input else self.k)
+        return 0
+
+    @property
+    def map_is_input(self) -> bool:
+        """Whether a matmul's map is its first operand (AV: ``c == m`` tokens, ``k`` not) rather
+        than its output (QK^T); a product square in both moves the same bytes either way."""
+        return self.op == "matmul" and self.c == self.m and self.k != self.m
+
+    @property
+    def effective_in_bytes(self) -> float:
+        """Input bytes with a masked map stored compressed (kept values only, at ``a_bits``)."""
+        if self.op == "softmax" or (self.op == "matmul" and self.map_is_input):
+            return self.in_bytes - self._masked_elems * self.a_bits / 8
+        return self.in_bytes
+
+    @property
+    def effective_out_bytes(self) -> float:
+        """Output bytes with a masked map stored compressed (kept values only, at ``a_bits``)."""
+        if self.op == "softmax" or (self.op == "matmul" and not self.map_is_input):
+            return self.out_bytes - self._masked_elems * self.a_bits / 8
+        return self.out_bytes
+
+    @property
+    def _masked_elems(self) -> int:
+        return self.map_elems - int(round(self.map_elems * self.density))
 
     @property
     def params(self) -> int:
@@ -262,14 +332,15 @@ class LayerSpec:
         for f in fields(self):
             if f.name in ("op", "name"):
                 continue
-            if (f.name == "ceil_mode" and not self.ceil_mode) or (f.name == "tile" and self.tile is None):
+            if ((f.name == "ceil_mode" and not self.ceil_mode) or (f.name == "tile" and self.tile is None)
+                    or (f.name == "density_std" and not self.density_std)):
                 continue  # keys of layers without them (and the tables keyed by them) stay as they were
             v = getattr(self, f.name)
             if f.name == "nm":
                 v = "-" if v is None else f"{v[0]}:{v[1]}"
             elif f.name == "tile":
                 v = f"{v[0]}x{v[1]}"
-            elif f.name == "density":
+            elif f.name in ("density", "density_std"):
                 v = repr(round(v, 6))
             elif f.name in ("bias", "ceil_mode"):
                 v = int(v)
@@ -455,4 +526,4 @@ class NetSpec:
             return cls.from_dict(json.load(f))
 
 
-__all__ = ["FLOAT_BITS", "OPS", "WEIGHTED_OPS", "IR_VERSION", "LayerSpec", "NetSpec"]
+__all__ = ["FLOAT_BITS", "OPS", "WEIGHTED_OPS", "MASKED_OPS", "IR_VERSION", "LayerSpec", "NetSpec"]

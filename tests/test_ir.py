@@ -123,3 +123,34 @@ def test_a_tiled_layer_survives_a_dict_round_trip():
     layer = LayerSpec("linear", m=16, c=64, k=256, density=0.3, tile=(8, 1))
     back = LayerSpec.from_dict(json.loads(json.dumps(layer.to_dict())))
     assert back == layer and back.key == layer.key and back.tile == (8, 1)
+
+
+def test_attention_density_counts_are_consistent_across_the_masked_layers():
+    qk = LayerSpec("matmul", n=4, m=64, c=32, k=64, density=0.25)
+    sm = LayerSpec("softmax", n=4, m=64, k=64, density=0.25)
+    av = LayerSpec("matmul", n=4, m=64, c=64, k=32, density=0.25)
+    assert qk.map_elems == sm.map_elems == av.map_elems == 4 * 64 * 64
+    assert not qk.map_is_input and av.map_is_input
+    # dense counts stay the unmasked layer's; effective counts keep the density share of the map
+    assert qk.macs == qk.with_(density=1.0).macs and qk.effective_macs == qk.macs // 4
+    assert av.effective_macs == av.macs // 4
+    assert sm.vector_ops == 4 * 64 * 64 and sm.effective_vector_ops == sm.vector_ops // 4
+    kept = sm.map_elems // 4 * 4  # bytes at 32 bits
+    assert qk.effective_out_bytes == kept and qk.effective_in_bytes == qk.in_bytes
+    assert av.effective_in_bytes == kept + 4 * 64 * 32 * 4 and av.effective_out_bytes == av.out_bytes
+    assert sm.effective_in_bytes == sm.effective_out_bytes == kept
+    fc = LayerSpec("linear", m=8, c=16, k=16, density=0.5)
+    assert fc.effective_in_bytes == fc.in_bytes and fc.map_elems == 0
+
+
+def test_density_std_is_validated_and_left_out_of_keys_at_its_default():
+    layer = LayerSpec("matmul", n=4, m=64, c=32, k=64, density=0.3)
+    assert "density_std" not in layer.key and "density_std" not in layer.to_dict()
+    uneven = layer.with_(density_std=0.1)
+    assert uneven.key == layer.key + "|density_std=0.1" and uneven != layer
+    assert LayerSpec.from_dict(json.loads(json.dumps(uneven.to_dict()))) == uneven
+    for bad, word in [(-0.1, "non-negative"), (0.5, "sqrt"), (float("nan"), "non-negative")]:
+        with pytest.raises(SpecError, match=word):
+            layer.with_(density_std=bad)
+    with pytest.raises(SpecError, match="applies to"):
+        LayerSpec("conv", c=4, k=4, in_h=4, in_w=4, density=0.5, density_std=0.1)

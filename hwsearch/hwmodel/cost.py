@@ -8,7 +8,9 @@ tiling; ``search`` also searches the spatial unrolling (`hwsearch.hwmodel.mapper
 ``unroll`` (`hwsearch.hwmodel.unroll.Unrolling`) fixes the spatial unrolling instead, and only the
 buffer tiling is searched. Costs are cached per (accelerator, objective, mode or unrolling): the
 same layer again is one dictionary lookup, which is what makes costing hundreds of thousands of
-(network, accelerator) pairs affordable.
+(network, accelerator) pairs affordable. A layer whose attention mask or weight vectors the
+accelerator declares it skips (`hwsearch.hwmodel.sparse`) is mapped as its dense proxy, then
+charged its own MACs and its index.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 from hwsearch.errors import SpecError
 from hwsearch.hwmodel import energy as E
+from hwsearch.hwmodel import sparse
 from hwsearch.hwmodel.mapper import array_candidates, run_bytes
 from hwsearch.hwmodel.mapping import (
     OBJECTIVES,
@@ -233,12 +236,15 @@ def costs(layers: Iterable[LayerSpec], accel: Accelerator, objective: str = "lat
             _cached = 0
             known = _CACHE[key] = {}
         _cached += len(todo)
-        mac = []
+        mac, skipped = [], {}
         for layer in todo:
-            if _layer_facts(layer)[0]:
+            sk = sparse.skip(layer, accel)
+            if sk is not None and sk.proxy is not None:
+                skipped[layer] = sk
+            elif _layer_facts(layer)[0]:
                 mac.append(layer)
             else:
-                known[layer] = _vector_cost(layer, accel)
+                known[layer] = _vector_cost(layer, accel, sk)
         if mac and unroll is not None:
             known.update(zip(mac, _unrolled(mac, accel, objective, unroll), strict=True))
         elif mac and mode == "fast":
@@ -248,7 +254,43 @@ def costs(layers: Iterable[LayerSpec], accel: Accelerator, objective: str = "lat
                 known[layer] = _finish(layer, accel, t, pr, tiling, "fast")
         elif mac:
             known.update(zip(mac, _search(mac, accel, objective), strict=True))
+        if skipped:
+            # The proxies are ordinary dense layers, costed (and cached) as such.
+            proxied = costs([sk.proxy for sk in skipped.values()], accel, objective, mode, unroll)
+            fresh = _CACHE.setdefault(key, {})
+            if fresh is not known:  # the proxies' costing emptied the cache
+                fresh.update(known)
+                known = fresh
+            for (layer, sk), pc in zip(skipped.items(), proxied, strict=True):
+                known[layer] = _skipped_cost(layer, accel, sk, pc)
     return [known[layer] for layer in layers]
+
+
+def _skipped_cost(layer: LayerSpec, accel: Accelerator, sk: sparse.Skip, pc: LayerCost) -> LayerCost:
+    """A sparse MAC layer's cost from its dense proxy's: the layer's own MACs, and the index loaded."""
+    executed = float(layer.effective_macs)
+    scale = executed / pc.executed_macs if pc.executed_macs else 1.0
+    t = E.table(accel)
+    size = accel.glb_bytes or accel.ifmap_sram_bytes
+    idx = sk.index_bytes
+    # The index is loaded before the layer's first step (not hidden) and read once from the buffer.
+    stall = pc.stall_cycles + math.ceil(idx / accel.dram_bw)
+    energy = dict(pc.energy_pj)
+    energy["mac"] *= scale
+    energy["rf"] *= scale
+    energy["buffer"] += idx * (t.sram_pj(size) + t.sram_pj(size, write=True))
+    energy["noc"] += idx * t.noc_pj
+    energy["dram"] += idx * t.dram_pj
+    reads = {"rf": pc.reads["rf"] * scale, "buffer": pc.reads["buffer"] + idx, "dram": pc.reads["dram"] + idx}
+    writes = {"rf": pc.writes["rf"] * scale, "buffer": pc.writes["buffer"] + idx, "dram": pc.writes["dram"]}
+    mapping = {**pc.mapping, "skip": sk.kind + (f"-{sk.direction}" if sk.direction else ""),
+               "time_share": sk.time_share, "index_bytes": idx}
+    return LayerCost(
+        compute_cycles=pc.compute_cycles, stall_cycles=int(stall), clock_hz=pc.clock_hz, macs=layer.macs,
+        executed_macs=executed, peak_macs_per_cycle=pc.peak_macs_per_cycle,
+        utilization=executed / (pc.compute_cycles * pc.peak_macs_per_cycle),
+        energy_pj=energy, reads=reads, writes=writes, mapping=mapping,
+    )
 
 
 def _tile(layers: list[LayerSpec], accel: Accelerator, t: E.EnergyTable, preps: list[_Prep], objective: str,
@@ -453,11 +495,18 @@ def _vector_unit(accel: Accelerator, a_bits: int) -> tuple[float, float, float, 
     return lanes, t.vector_pj * pa / 8 * na, t.sram_pj(size) + t.sram_pj(size, write=True), t.noc_pj, t.dram_pj
 
 
-def _vector_cost(layer: LayerSpec, accel: Accelerator) -> LayerCost:
-    """Softmax, norm, eltwise and pool on the vector unit, streaming through the buffer."""
+def _vector_cost(layer: LayerSpec, accel: Accelerator, sk: sparse.Skip | None = None) -> LayerCost:
+    """Softmax, norm, eltwise and pool on the vector unit, streaming through the buffer (a masked
+    softmax on hardware that skips: the kept entries and the mask's bitmap)."""
     _, ops, rd, wr = _layer_facts(layer)
     lanes, e_op, e_buf_b, e_noc_b, e_dram_b = _vector_unit(accel, layer.a_bits)
-    compute = max(1, math.ceil(ops / lanes))
+    if sk is None:
+        compute = max(1, math.ceil(ops / lanes))
+    else:
+        per = VECTOR_OPS_PER_ELEM[layer.op]
+        ops = float(layer.effective_vector_ops * per)
+        rd, wr = layer.effective_in_bytes + sk.index_bytes, layer.effective_out_bytes
+        compute = sparse.softmax_cycles(layer, accel, lanes, per)
     bw = accel.dram_bw
     moved = rd + wr
     latency = max(compute, moved / bw) + min(rd, accel.buffer_bytes / 4) / bw
@@ -470,7 +519,8 @@ def _vector_cost(layer: LayerSpec, accel: Accelerator) -> LayerCost:
                    "dram": moved * e_dram_b},
         reads={"rf": 0.0, "buffer": moved, "dram": rd},
         writes={"rf": 0.0, "buffer": moved, "dram": wr},
-        mapping={"unit": "vector", "lanes": lanes},
+        mapping={"unit": "vector", "lanes": lanes} if sk is None else
+                {"unit": "vector", "lanes": lanes, "skip": sk.kind, "index_bytes": sk.index_bytes},
     )
 
 

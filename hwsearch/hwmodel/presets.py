@@ -83,3 +83,15 @@ def _bitfusion() -> Accelerator:
     return Accelerator(pe_rows=16, pe_cols=32, rf_bytes=8, ifmap_sram_bytes=32 * KiB, filter_sram_bytes=64 * KiB,
                        ofmap_sram_bytes=16 * KiB, dram_bw=16.0, clock_hz=500e6, dataflow="ws", native_bits=8,
                        precisions=(2, 4, 8), vector_lanes=16, name="bitfusion")
+
+
+@register("edge-sparse", "edge-systolic (ours) declaring the sparsity support of two transformer accelerators: "
+                         "a static attention mask's scores, probabilities and softmax entries skipped, as ViTCoD "
+                         "(You et al., HPCA 2023) runs ViT attention maps pruned to fixed patterns; pruned weight "
+                         "vectors skipped along rows or columns, as TF-MVP (Yoo et al., DAC 2023) runs GPT-2 "
+                         "pruned in mixed-length vectors on reconfigurable PEs. The hardware vector of 2 weights "
+                         "is our choice (every length the project's vector pruning picks, 16/8/4/2, is a "
+                         "multiple of it); array, buffers and clock are edge-systolic's, so the two compare "
+                         "the support alone")
+def _edge_sparse() -> Accelerator:
+    return _edge_systolic().with_(sparse_attention=True, vector_sparsity="both", vector_length=2, name="edge-sparse")

@@ -26,6 +26,13 @@ double-buffers its stationary operand, as the TPU does for its weights (Jouppi e
 the matrix unit holds a second weight tile so that shifting it in is hidden behind the first's
 computation), starts the next fold while the last one drains, so the fill and drain are paid once per layer; each fold still takes at least one
 cycle per PE row, the time a tile needs to shift in.
+
+Attention and vector sparsity (`hwsearch.hwmodel.sparse` prices them): ``sparse_attention`` declares
+that the array skips the masked scores and probabilities of a static attention mask and the vector
+unit the masked softmax entries (as ViTCoD does); ``vector_sparsity`` (``row``, ``col`` or ``both``)
+with ``vector_length`` declares that the array skips pruned weight vectors of that length and
+direction in a linear layer (as TF-MVP does). Hardware that declares neither prices every layer
+dense, whatever its ``density``.
 """
 
 from __future__ import annotations
@@ -46,7 +53,10 @@ from hwsearch.registry import Registry
 
 DATAFLOWS = ("ws", "os", "is", "rs")
 SPARSITY = ("none", "zero_skip", "nm")
+VECTOR_SPARSITY = ("none", "row", "col", "both")
 ALLOWED_BITS = (1, 2, 4, 8, 16, 32)
+# Fields added after accelerators were first fingerprinted: `to_dict` writes them only when set.
+_LATER_OPTIONS = ("pipelined_folds", "sparse_attention", "vector_sparsity", "vector_length")
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,9 @@ class Accelerator:
     vector_lanes: int = 16              # element operations per cycle of the softmax/norm/eltwise unit
     tech: str = "45nm"                  # per-access energy and area table (see hwsearch.hwmodel.energy)
     pipelined_folds: bool = False       # systolic arrays: fill and drain overlap the next fold (see above)
+    sparse_attention: bool = False      # skips masked attention scores/probabilities (see above)
+    vector_sparsity: str = "none"       # none | row | col | both: directions of prunable weight vectors
+    vector_length: int = 0              # weights per hardware vector (0 with vector_sparsity "none")
     name: str = field(default="custom", compare=False)
 
     def __post_init__(self) -> None:
@@ -117,6 +130,15 @@ class Accelerator:
             )
         if not isinstance(self.pipelined_folds, bool):
             raise SpecError(f"{where}: pipelined_folds={self.pipelined_folds!r} must be true or false")
+        if not isinstance(self.sparse_attention, bool):
+            raise SpecError(f"{where}: sparse_attention={self.sparse_attention!r} must be true or false")
+        if self.vector_sparsity not in VECTOR_SPARSITY:
+            raise SpecError(f"{where}: vector_sparsity {self.vector_sparsity!r} is unknown; expected one of "
+                            f"{', '.join(VECTOR_SPARSITY)}")
+        vl = self.vector_length
+        if not isinstance(vl, int) or isinstance(vl, bool) or vl < 0 or (vl == 0) != (self.vector_sparsity == "none"):
+            raise SpecError(f"{where}: vector_length={vl!r} must be a positive integer when vector_sparsity is "
+                            f"row, col or both, and 0 when it is none (got vector_sparsity={self.vector_sparsity!r})")
         if self.tech not in energy.TABLES:
             raise SpecError(f"{where}: tech {self.tech!r} is unknown; known energy tables: "
                             f"{', '.join(energy.TABLES.names())}")
@@ -189,13 +211,14 @@ class Accelerator:
 
     # ---- serialisation ----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """Every field, JSON-able (precisions as a list; ``pipelined_folds`` only when set)."""
+        """Every field, JSON-able (precisions as a list; the options added later only when set)."""
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["precisions"] = list(self.precisions)
-        # Left out at its default, so that the fingerprints (`key`, latency tables) of every
-        # accelerator described before the option existed stay what they were.
-        if not self.pipelined_folds:
-            del d["pipelined_folds"]
+        # Left out at their defaults, so that the fingerprints (`key`, latency tables) of every
+        # accelerator described before an option existed stay what they were.
+        for f in fields(self):
+            if f.name in _LATER_OPTIONS and d[f.name] == f.default:
+                del d[f.name]
         return d
 
     @classmethod
