@@ -155,3 +155,17 @@ def test_attention_density_is_validated_with_errors_naming_the_layer():
     lp = LayerPolicy(keep=0.5, attention_density=0.25)
     assert LayerPolicy.from_dict(lp.to_dict()) == lp and "attention_density" in lp.to_dict()
     assert isinstance(MaskedSoftmax(2, 4, 0.5), torch.nn.Softmax)  # the tracer still sees a softmax layer
+
+
+def test_a_masked_token_pruned_model_exports_to_torchscript_and_onnx_with_the_same_logits(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from hwsearch.compress import export_onnx, onnx_max_error
+
+    model, _ = _vit()
+    policy = Policy({"blocks.2.attn.qkv": LayerPolicy(attention_density=0.3)}, tokens=(1.0, 0.75, 0.5))
+    x = _images()
+    c = apply_policy(model, policy, SHAPE, calib=x).eval()
+    traced = torch.jit.trace(c, x[:1], check_trace=False)
+    with torch.no_grad():
+        torch.testing.assert_close(traced(x), c(x))
+    assert onnx_max_error(c, export_onnx(c, SHAPE, tmp_path / "m.onnx"), x) < 1e-4

@@ -123,7 +123,8 @@ class MaskedSoftmax(nn.Softmax):
         rows = keep[:, idx].permute(1, 0, 2, 3)  # (n, heads, t, tokens): rows of the surviving queries
         keep = torch.gather(rows, 3, idx[:, None, None, :].expand(n, self.heads, t, t))
         lonely = ~keep.any(dim=-1, keepdim=True)
-        return keep | (lonely & torch.eye(t, dtype=torch.bool, device=keep.device))
+        ar = torch.arange(t, device=keep.device)
+        return keep | (lonely & (ar[:, None] == ar[None, :]))  # not torch.eye: ONNX Runtime lacks a bool EyeLike
 
     def forward(self, scores: torch.Tensor) -> torch.Tensor:  # noqa: D102
         if not self.measured:
