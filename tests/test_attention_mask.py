@@ -60,6 +60,10 @@ def test_density_mask_keeps_exactly_the_target_count_as_the_threshold_rule_at_on
     assert torch.equal(density_mask(attn, int(mask.sum()) / mask.numel()), mask)
     with pytest.raises(ConfigError, match="density"):
         density_mask(attn, 0.0)
+    unseen = attn.clone()
+    unseen[0, 3] = 0.0  # a row no sample measured keeps one entry, the rest of the budget goes elsewhere
+    mask = density_mask(unseen, 0.3)
+    assert int(mask[0, 3].sum()) == 1 and int(mask.sum()) == kept_entries(0.3, 30, 10)
 
 
 def test_masked_attention_equals_a_reference_computation():

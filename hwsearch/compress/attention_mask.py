@@ -86,7 +86,10 @@ def density_mask(attn: torch.Tensor, density: float) -> torch.Tensor:
         raise ConfigError(f"an attention map needs (…, T, T) dimensions, got shape {tuple(attn.shape)}")
     rows, cols = attn.numel() // attn.shape[-1], attn.shape[-1]
     k = kept_entries(density, rows, cols)
-    before, order = _row_events(attn / attn.sum(dim=-1, keepdim=True).clamp_min(1e-30))
+    total = attn.detach().sum(dim=-1, keepdim=True)
+    before, order = _row_events(attn / total.clamp_min(1e-30))
+    # A row never measured (a query token pruned in every sample) gives up its entries first.
+    before[..., 1:] = torch.where(total > 0, before[..., 1:], torch.inf)
     flat = before.reshape(-1)
     chosen = torch.sort(flat, stable=True).indices[:k]  # ties by position keep each row a prefix
     kept = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
