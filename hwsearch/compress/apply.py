@@ -2,7 +2,9 @@
 
 `apply_policy` returns a new module: groups shrunk structurally (channels, heads), weight masks and
 fake quantization on the layers that ask for them, token-dropping hooks for a ViT schedule, and
-activation ranges calibrated when a batch is given. The structure depends on the policy alone, so
+activation ranges calibrated when a batch is given; attention blocks with an ``attention_density``
+below 1 get a static mask measured on that batch before tokens are dropped (so every block's map
+covers all token positions) and before activation ranges are set (so they fit the masked network). The structure depends on the policy alone, so
 ``rebuild(space.build(choice), policy, input_shape, state_dict)`` restores an exported compressed model
 exactly. `compressed_netspec` traces the compressed module (shapes, tokens) and reads each layer's
 bits and sparsity from the layer itself, so accelerator models and lookup tables cost what runs.
@@ -17,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from hwsearch.compress.attention_mask import calibrate_attention, install_attention_masks, masked_softmaxes
 from hwsearch.compress.graph import PrunableLayer, analyse
 from hwsearch.compress.modules import (
     COMPRESSED,
@@ -47,6 +50,10 @@ def check_policy(policy: Policy, layers: list[PrunableLayer]) -> None:
                           f"{[layer.name for layer in layers[:4]]} (see prunable_layers)")
     for name, lp in policy.layers.items():
         layer = by_name[name]
+        if lp.attention_density < 1.0 and layer.unit != "heads":
+            heads = [x.name for x in layers if x.unit == "heads" and x.leader]
+            raise ConfigError(f"layer {name!r}: attention_density={lp.attention_density} applies to the qkv layer "
+                              f"of an attention module, e.g. {heads[:2] or 'none in this model'}")
         if lp.keep >= 1.0 or layer.leader:
             continue
         if layer.group is None:
@@ -105,6 +112,14 @@ def apply_policy(model: nn.Module, policy: Policy, input_shape: tuple[int, int, 
         for name, m in list(out.named_modules()):
             if isinstance(m, MatMul):
                 _replace(out, name, QMatMul(policy.attention_bits, policy.a_clip, name))
+    densities = {layer.name.rsplit(".", 1)[0]: policy.layer(layer.name).attention_density
+                 for layer in layers if policy.layer(layer.name).attention_density < 1.0}
+    if densities:
+        with activation_quant_bypassed():
+            rows = {x.name.rsplit(".", 1)[0]: x.k for x in trace_netspec(out, input_shape).layers if x.op == "softmax"}
+        install_attention_masks(out, densities, rows)
+        if calib is not None:
+            calibrate_attention(out, calib)
     if policy.tokens:
         with activation_quant_bypassed():
             install_token_pruning(out, policy.tokens, input_shape)
@@ -131,7 +146,7 @@ def compressed_netspec(model: nn.Module, input_shape: tuple[int, int, int], poli
                        batch: int = 1, name: str = "") -> NetSpec:
     """NetSpec of what runs: traced shapes (pruned channels, heads, tokens) and each layer's
     ``w_bits``/``a_bits``/``density``/``nm`` (layers without a quantizer at the width of the layer
-    before them); with ``policy``, ``model`` is compressed first."""
+    before them; an attention block's QK^T, softmax and AV at its mask's density); with ``policy``, ``model`` is compressed first."""
     if policy is not None:
         applied = getattr(model, POLICY_ATTR, None)
         if applied is not None and applied != policy:
@@ -140,10 +155,18 @@ def compressed_netspec(model: nn.Module, input_shape: tuple[int, int, int], poli
             model = apply_policy(model, policy, input_shape)
     with activation_quant_bypassed():
         net = trace_netspec(model, tuple(input_shape), batch, name)
+    sparse: dict[str, float] = {}  # the masked softmax and the two products of its attention module
+    for name, soft in masked_softmaxes(model).items():
+        parent = name.rsplit(".", 1)[0]
+        sparse[name] = soft.kept_share()
+        for child, m in model.get_submodule(parent).named_children():
+            if isinstance(m, MatMul):
+                sparse[f"{parent}.{child}"] = sparse[name]
     layers = []
     for layer in net.layers:
         module = model.get_submodule(layer.name) if layer.op in ("conv", "dwconv", "linear", "matmul") else None
-        layers.append(layer.with_(**module.describe()) if isinstance(module, QUANTIZED) else layer)
+        layer = layer.with_(**module.describe()) if isinstance(module, QUANTIZED) else layer
+        layers.append(layer.with_(density=sparse[layer.name]) if layer.name in sparse else layer)
     return NetSpec(tuple(layers), net.input_shape, name).with_inherited_activation_bits()
 
 

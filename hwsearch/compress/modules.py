@@ -249,6 +249,11 @@ def activation_quant_bypassed() -> Iterator[None]:
         _BYPASS[0] = old
 
 
+def quant_bypassed() -> bool:
+    """Whether `activation_quant_bypassed` is active (unmeasured quantizers and masks pass through)."""
+    return _BYPASS[0]
+
+
 @torch.no_grad()
 def calibrate(model: nn.Module, batch: torch.Tensor, clip: str | None = None) -> nn.Module:
     """Set every quantized layer's input range from one forward pass over ``batch`` (in place).
@@ -282,4 +287,5 @@ def calibrate(model: nn.Module, batch: torch.Tensor, clip: str | None = None) ->
     return model
 
 
-__all__ = ["COMPRESSED", "QConv2d", "QLinear", "QMatMul", "QUANTIZED", "activation_quant_bypassed", "calibrate"]
+__all__ = ["COMPRESSED", "QConv2d", "QLinear", "QMatMul", "QUANTIZED", "activation_quant_bypassed", "calibrate",
+           "quant_bypassed"]

@@ -36,7 +36,8 @@ class LayerPolicy:
     weights along ``direction`` -- ``row``, ``col``, or ``auto`` for the dominant direction of the
     fine-grained mask -- kept by L2 norm to ``density``; see `hwsearch.compress.tiles`) or ``block``
     (linear layers: ``block`` x ``block`` tiles kept by L2 norm to ``density``). Bits are 2..8, or 32
-    for float.
+    for float. ``attention_density`` (the query layer ``qkv`` of an attention module only) is the share
+    of the block's attention map a static mask keeps (`hwsearch.compress.attention_mask`; 1: dense).
     """
 
     keep: float = 1.0
@@ -48,6 +49,7 @@ class LayerPolicy:
     vector: int | None = None
     direction: str = "auto"
     block: int | None = None
+    attention_density: float = 1.0
 
     def __post_init__(self) -> None:
         if not 0.0 < float(self.keep) <= 1.0:
@@ -58,6 +60,11 @@ class LayerPolicy:
         if not 0.0 < float(self.density) <= 1.0:
             raise ConfigError(f"density={self.density!r} must lie in (0, 1]")
         object.__setattr__(self, "density", float(self.density))
+        ad = self.attention_density
+        if isinstance(ad, bool) or not isinstance(ad, (int, float)) or not 0.0 < float(ad) <= 1.0:
+            raise ConfigError(f"attention_density={self.attention_density!r} must lie in (0, 1] (share of the "
+                              "attention map kept; 1 = dense)")
+        object.__setattr__(self, "attention_density", float(self.attention_density))
         if self.pattern not in DENSITY_PATTERNS and self.density != 1.0:
             raise ConfigError(f"density={self.density} needs pattern {' or '.join(map(repr, DENSITY_PATTERNS))}, "
                               f"got pattern {self.pattern!r}")

@@ -13,6 +13,10 @@ stay those of the dense model. A readout that reshapes tokens back into the full
 `vit` space's mean pool) cannot take fewer tokens; for such a model the tokens after the final norm
 are padded back to ``T`` with copies of their mean, which leaves the pooled mean exactly that of the
 kept tokens.
+
+The original positions of the surviving tokens are tracked (`TokenPositions`, reset at the start of
+every forward pass) for static attention masks (`hwsearch.compress.attention_mask`): a block's mask
+is over the original positions, and a later block uses only its surviving rows and columns.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from hwsearch.compress.attention_mask import MaskedSoftmax, TokenPositions
 from hwsearch.compress.graph import attention_modules
 from hwsearch.errors import ConfigError
 from hwsearch.estimators.counters import trace_netspec
@@ -41,8 +46,8 @@ class _Probe:
 class _Drop:
     """Forward hook on a block: keep its ``keep`` most attended output tokens, in their order."""
 
-    def __init__(self, probe: _Probe, keep: int) -> None:
-        self.probe, self.keep = probe, keep
+    def __init__(self, probe: _Probe, keep: int, positions: TokenPositions | None = None) -> None:
+        self.probe, self.keep, self.positions = probe, keep, positions
 
     def __call__(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
         n, t, e = output.shape
@@ -51,6 +56,8 @@ class _Drop:
             return output
         importance = probs.mean(dim=(1, 2))  # (n, t): attention each token receives
         idx = torch.sort(torch.topk(importance, self.keep, dim=1).indices, dim=1).values
+        if getattr(self, "positions", None) is not None:  # models pickled before positions were tracked lack it
+            self.positions.keep(idx)
         return torch.gather(output, 1, idx.unsqueeze(-1).expand(n, self.keep, e))
 
 
@@ -124,10 +131,14 @@ def install_token_pruning(model: nn.Module, schedule: Sequence[float], input_sha
     counts = token_counts(schedule, tokens)
     if counts[-1] >= tokens:
         return counts
+    positions = TokenPositions()
+    model.register_forward_pre_hook(positions.reset)
     for (_, block, _, softmax), keep in zip(blocks, counts, strict=True):
         probe = _Probe()
         softmax.register_forward_hook(probe)
-        block.register_forward_hook(_Drop(probe, keep))
+        block.register_forward_hook(_Drop(probe, keep, positions))
+        if isinstance(softmax, MaskedSoftmax):
+            softmax.positions = positions
     was_training = model.training
     try:
         with torch.no_grad():

@@ -44,7 +44,7 @@ def run_baseline(name: str, env: CompressionEnv, evaluations: int, seed: int = 0
 
 def _action_at(knob: str, level: float) -> float:
     """Action for a compression level in [0, 1] (0: none, 1: the most the knob allows)."""
-    return 2.0 * level - 1.0 if knob == "keep" else 1.0 - 2.0 * level
+    return 2.0 * level - 1.0 if knob in ("keep", "attention") else 1.0 - 2.0 * level
 
 
 def _state_at(env: CompressionEnv, levels: dict[tuple[int, str], float]) -> State:
@@ -61,6 +61,8 @@ def _floor_value(env: CompressionEnv, knob: str, i: int, level: float) -> int:
     cfg = env.config
     if knob == "keep":
         want = env.slots[i].channels * (1.0 - level * cfg.max_sparsity)
+    elif knob == "attention":
+        want = 100.0 * (1.0 - level * cfg.max_attention_sparsity)
     else:
         want = cfg.max_bits - level * (cfg.max_bits - cfg.min_bits)
     below = [o for o in opts if o <= want + 1e-9]

@@ -4,7 +4,8 @@ At step ``t`` the observation embeds the layer (index, type, channels, stride, k
 the share of the budget metric already removed and still controlled by the undecided layers, and the
 previous action; the action, in [-1, 1] per knob, becomes the layer's kept channels (sparsity in
 [0, ``max_sparsity``], AMC), its weight / activation bits (``min_bits``..``max_bits``, HAQ) or both
-(``joint``). Each value passes through `BudgetClipper`, so the finished policy meets the budget exactly
+(``joint``); with ``attention`` (or mode ``attention``) also the percent of each attention block's
+map its static mask keeps, decided at the block's qkv layer. Each value passes through `BudgetClipper`, so the finished policy meets the budget exactly
 rather than being penalised for missing it. After the last layer the policy is applied and the reward
 is its accuracy on a fixed validation subset minus the uncompressed network's, without fine-tuning.
 
@@ -25,7 +26,7 @@ import numpy as np
 from hwsearch.errors import ConfigError
 from hwsearch.ir import LayerSpec, NetSpec
 from hwsearch.search.amc.budget import BudgetClipper, CostPredictor, State, cost_function
-from hwsearch.search.amc.settings import FLOAT_BITS, KNOBS, MODES, EnvConfig
+from hwsearch.search.amc.settings import ATTENTION_STEP, FLOAT_BITS, KNOBS, MODES, EnvConfig
 
 OP_TYPES = ("conv", "dwconv", "linear")
 
@@ -35,7 +36,9 @@ class Slot:
     """One compressible layer in walk order: its shape, and which knobs it owns.
 
     ``prunable``: this layer decides how many ``units`` (output channels, or attention heads) its
-    coupled group keeps; ``quantizable``: its weights / input activations may be quantized.
+    coupled group keeps; ``quantizable``: its weights / input activations may be quantized;
+    ``attention_tokens``: the tokens of the attention map this (qkv) layer's block computes (0: none),
+    whose density the ``attention`` knob sets.
     """
 
     name: str
@@ -44,6 +47,7 @@ class Slot:
     prunable: bool = True
     quantizable: bool = True
     units: int = 0  # 0: the layer's output channels
+    attention_tokens: int = 0
 
     @property
     def channels(self) -> int:
@@ -70,6 +74,12 @@ class CompressionProblem(Protocol):
 
     # Optional: ``confidence(state) -> float``, the mean probability of the true label on the same
     # subset. Where a problem has it, it ranks policies of equal accuracy (see `CompressionEnv.best`).
+
+
+def attention_options(max_sparsity: float, step: int = ATTENTION_STEP) -> list[int]:
+    """Percents of an attention map a mask may keep: multiples of ``step`` from ``1 - max_sparsity`` up, and 100."""
+    lowest = max(1, math.ceil(100 * (1.0 - max_sparsity) - 1e-9))
+    return sorted({100, *range(math.ceil(lowest / step) * step, 100, step)})
 
 
 def channel_options(channels: int, max_sparsity: float, round_to: int) -> list[int]:
@@ -107,7 +117,9 @@ class Episode:
     def from_dict(cls, d: Mapping[str, Any]) -> Episode:
         """Inverse of `to_dict` (records written before confidence existed read as NaN)."""
         conf = d.get("confidence")
-        return cls(int(d["index"]), {k: tuple(int(x) for x in v) for k, v in d["state"].items()},
+        state = {k: tuple(int(x) for x in v) for k, v in d["state"].items()}
+        state.setdefault("attention", (100,) * len(state.get("keep", ())))  # written before the knob: dense
+        return cls(int(d["index"]), state,
                    float(d["cost"]), float(d["accuracy"]), float(d["reward"]), str(d.get("source", "agent")),
                    math.nan if conf is None else float(conf))
 
@@ -141,8 +153,9 @@ class CompressionEnv(gym.Env):
         self.steps = [i for i in range(len(self.slots))
                       if any(len(self.options[k][i]) > 1 for k in self.knobs)]
         if not self.steps:
+            what = {"amc": "prunable", "haq": "quantizable", "attention": "an attention block's qkv layer"}
             raise ConfigError(f"mode {self.config.mode!r} leaves nothing to decide: no layer is "
-                              f"{'prunable' if self.config.mode == 'amc' else 'quantizable'}")
+                              f"{what.get(self.config.mode, 'prunable or quantizable')}")
         self.min_state = {k: np.array([o[0] for o in self.options[k]], dtype=np.int64) for k in KNOBS}
         self.max_state = {k: np.array([o[-1] for o in self.options[k]], dtype=np.int64) for k in KNOBS}
         self.reference_cost = self.cost(self.max_state)
@@ -152,7 +165,9 @@ class CompressionEnv(gym.Env):
             raise ConfigError(
                 f"budget {self.config.budget.label()} = {self.limit:.6g} is below the smallest reachable "
                 f"{self.config.budget.metric} {self.min_cost:.6g} (max_sparsity={self.config.max_sparsity}, "
-                f"min_bits={self.config.min_bits}); loosen the budget or allow more compression")
+                f"min_bits={self.config.min_bits}"
+                + (f", max_attention_sparsity={self.config.max_attention_sparsity}" if "attention" in self.knobs else "")
+                + "); loosen the budget or allow more compression")
         self.clipper = BudgetClipper(self.cost, self.limit)
         self._features = self._static_features()
         n_obs = 1 + self._features.shape[1] + 2 + 2 * len(self.knobs)
@@ -197,6 +212,10 @@ class CompressionEnv(gym.Env):
                 opts["keep"].append(channel_options(slot.channels, cfg.max_sparsity, cfg.round_to))
             else:
                 opts["keep"].append([slot.channels])
+            if "attention" in self.knobs and slot.attention_tokens:
+                opts["attention"].append(attention_options(cfg.max_attention_sparsity))
+            else:
+                opts["attention"].append([100])
             for k, fixed in (("w_bits", cfg.fixed_w_bits), ("a_bits", cfg.fixed_a_bits)):
                 if k in self.knobs and slot.quantizable:
                     opts[k].append(bits)
@@ -244,6 +263,8 @@ class CompressionEnv(gym.Env):
         opts = self.options[knob][slot]
         if knob == "keep":
             want = self.slots[slot].channels * (1.0 - u * self.config.max_sparsity)
+        elif knob == "attention":
+            want = 100.0 * (1.0 - u * self.config.max_attention_sparsity)
         else:
             # HAQ's mapping: equal-width intervals of the action per bit-width.
             want = round(self.config.min_bits - 0.5 + u * (self.config.max_bits - self.config.min_bits + 1))
@@ -254,6 +275,8 @@ class CompressionEnv(gym.Env):
         cfg = self.config
         if knob == "keep":
             u = (1.0 - value / self.slots[slot].channels) / cfg.max_sparsity if cfg.max_sparsity else 1.0
+        elif knob == "attention":
+            u = (1.0 - value / 100.0) / cfg.max_attention_sparsity if cfg.max_attention_sparsity else 1.0
         else:
             u = (value - cfg.min_bits + 0.5) / (cfg.max_bits - cfg.min_bits + 1)
         return float(np.clip(2.0 * u - 1.0, -1.0, 1.0))
@@ -302,7 +325,7 @@ class CompressionEnv(gym.Env):
         A policy already in the history is not evaluated again (the evaluation is deterministic): its
         accuracy is reused, so searches that revisit policies are held to `evaluations`, the number of
         distinct policies they paid for."""
-        key = {k: tuple(int(x) for x in state[k]) for k in KNOBS}
+        key = {k: tuple(int(x) for x in state.get(k, self.max_state[k])) for k in KNOBS}
         known = self._known_scores()
         flat = tuple(key.values())
         if flat not in known:
@@ -364,4 +387,4 @@ def knob_grid(env: CompressionEnv) -> Sequence[tuple[int, str]]:
 
 
 __all__ = ["CompressionEnv", "CompressionProblem", "EnvConfig", "Episode", "FLOAT_BITS", "KNOBS", "MODES",
-           "OP_TYPES", "Slot", "channel_options", "knob_grid"]
+           "OP_TYPES", "Slot", "attention_options", "channel_options", "knob_grid"]

@@ -131,7 +131,8 @@ class CompressionEvaluator(Evaluator):
                                             round_to=s.round_to)
         env_config = EnvConfig(mode=s.mode, budget=Budget.from_dict(spec["budget"]), max_sparsity=s.max_sparsity,
                                round_to=s.round_to, min_bits=s.min_bits, max_bits=s.max_bits,
-                               fixed_a_bits=s.fixed_a_bits)
+                               fixed_a_bits=s.fixed_a_bits, attention=s.attention,
+                               max_attention_sparsity=s.max_attention_sparsity)
         agent_config = AgentConfig(algo=s.algo, warmup_episodes=s.warmup_episodes, sigma=s.sigma,
                                    sigma_decay=s.sigma_decay, updates_per_episode=s.updates_per_episode,
                                    imitation_steps=s.imitation_steps, seed=cfg.searcher.seed + int(spec["budget_index"]))

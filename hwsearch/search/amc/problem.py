@@ -13,8 +13,10 @@ without shrinking, and is tested against `apply_policy` / `compressed_netspec`:
   the matching input columns of the group's consumers does, as long as no norm mixes channels of the
   group (LayerNorm does; such groups are left unpruned). Channels go by torch-pruning's group
   magnitude, heads by qkv + proj weight norm, as in `apply_policy`; weights are fake-quantized with
-  `hwsearch.compress.quant`. Quantized activations need calibration, so those states go through
-  `apply_policy` itself.
+  `hwsearch.compress.quant`. Quantized activations need calibration, and static attention masks
+  are measured on data, so those states go through `apply_policy` itself.
+- Attention density: a mask keeps `hwsearch.compress.attention_mask.kept_entries` of its map, a number that depends only on the
+  density, the heads kept and the tokens, so its QK^T, softmax and AV layers are priced without data.
 - BatchNorm statistics are re-estimated on a fixed calibration batch after compressing (EagleEye's
   adaptive BN): without it a pruned network's accuracy says little about the same network after
   fine-tuning. No weight is trained, so this is still the reward "without fine-tuning".
@@ -190,9 +192,12 @@ class TorchProblem:
         for name in dropped:
             self.unprunable[name] = "pruning it changes no layer shape (apply_policy masks it instead)"
         priced = set(self.template.groups)
+        base = self.template.base.layers
+        attention = {attn: x.k for attn in attention_modules(model) for x in base if x.name == f"{attn}.softmax"}
         self.slots = tuple(
             Slot(layer.name, layer.spec, layer.group or "", prunable=layer.name in priced, quantizable=True,
-                 units=layer.units)
+                 units=layer.units, attention_tokens=attention.get(layer.name.rsplit(".", 1)[0], 0)
+                 if layer.unit == "heads" else 0)
             for layer in self.layers)
         self._slot_of = {s.name: i for i, s in enumerate(self.slots)}
         self._group_slot = np.array([self._slot_of[g] for g in self.template.groups], dtype=np.int64)
@@ -233,6 +238,17 @@ class TorchProblem:
         src = np.maximum.accumulate(np.where(own, np.arange(len(layers)), -1))
         arr["inherit_from"] = np.where(own, -1, src)
         arr["matmul"] = arr["op"] == _OPS.index("matmul")
+        # The products and softmax of each attention block follow the density its qkv slot decides.
+        att = np.full(len(layers), -1, dtype=np.int64)
+        tokens = np.ones(len(layers), dtype=np.int64)
+        for i, slot in enumerate(self.slots):
+            if slot.attention_tokens:
+                attn = slot.name.rsplit(".", 1)[0]
+                for li, x in enumerate(layers):
+                    if x.name.rsplit(".", 1)[0] == attn and x.op in ("matmul", "softmax"):
+                        att[li], tokens[li] = i, slot.attention_tokens
+        arr["attention_slot"], arr["attention_tokens"] = att, tokens
+        arr["density"] = np.array([x.density for x in layers], dtype=np.float64)
         return arr
 
     def _scaled(self, state: State) -> dict[str, np.ndarray]:
@@ -260,6 +276,18 @@ class TorchProblem:
             out["a_bits"][inherits] = width
             matmul = a["matmul"][inherits]
             out["w_bits"][np.flatnonzero(inherits)[matmul]] = width[matmul]
+        att = a["attention_slot"]
+        sparse = att >= 0
+        if sparse.any() and "attention" in state:
+            percent = np.asarray(state["attention"], dtype=np.int64)[att[sparse]]
+            heads = np.asarray(state["keep"], dtype=np.int64)[att[sparse]]
+            t = a["attention_tokens"][sparse]
+            rows, entries = heads * t, heads * t * t
+            # kept_entries, vectorised (same float operations, so the same count)
+            kept = np.minimum(entries, np.maximum(rows, np.floor((percent / 100) * rows * t + 0.5).astype(np.int64)))
+            density = a["density"].copy()
+            density[sparse] = kept / entries
+            out["density"] = density
         return out
 
     def netspec(self, state: State) -> NetSpec:
@@ -267,7 +295,10 @@ class TorchProblem:
         s = self._scaled(state)
         layers = []
         for i, layer in enumerate(self.template.base.layers):
-            changes = {f: int(s[f][i]) for f in (*SCALED_FIELDS, "w_bits", "a_bits") if s[f][i] != getattr(layer, f)}
+            changes: dict[str, float] = {f: int(s[f][i]) for f in (*SCALED_FIELDS, "w_bits", "a_bits")
+                                         if s[f][i] != getattr(layer, f)}
+            if s["density"][i] != layer.density:
+                changes["density"] = float(s["density"][i])
             layers.append(layer.with_(**changes) if changes else layer)
         return NetSpec(tuple(layers), self.template.base.input_shape, self.template.base.name)
 
@@ -313,7 +344,8 @@ class TorchProblem:
         if metric == "bitops":
             def bitops(st: State) -> float:
                 s, macs, _ = parts(st)
-                return float((macs * np.where(weighted, s["w_bits"], s["a_bits"]) * s["a_bits"]).sum())
+                effective = np.round(macs * s["density"])  # LayerSpec.effective_macs: a mask skips attention work
+                return float((effective * np.where(weighted, s["w_bits"], s["a_bits"]) * s["a_bits"]).sum())
             return bitops
         return None
 
@@ -324,7 +356,9 @@ class TorchProblem:
         for i, slot in enumerate(self.slots):
             kept = int(state["keep"][i])
             keep = kept / slot.units if slot.prunable and kept < slot.units else 1.0
-            lp = LayerPolicy(keep=keep, w_bits=int(state["w_bits"][i]), a_bits=int(state["a_bits"][i]))
+            percent = int(state["attention"][i]) if "attention" in state and slot.attention_tokens else 100
+            lp = LayerPolicy(keep=keep, w_bits=int(state["w_bits"][i]), a_bits=int(state["a_bits"][i]),
+                             attention_density=percent / 100)
             if not lp.is_identity:
                 layers[slot.name] = lp
         return Policy(layers, round_to=self.round_to, w_clip=self.w_clip)
@@ -364,10 +398,12 @@ class TorchProblem:
         return self._work
 
     def _scores(self, state: State, split: str, exact: bool) -> tuple[float, float]:
-        key = (split, exact, b"".join(np.asarray(state[k], dtype=np.int64).tobytes() for k in ("keep", "w_bits", "a_bits")))
+        knobs = [k for k in ("keep", "w_bits", "a_bits", "attention") if k in state]
+        key = (split, exact, b"".join(k.encode() + np.asarray(state[k], dtype=np.int64).tobytes() for k in knobs))
         if key not in self._memo:
             x, y = self.data[split]
-            if exact or any(int(b) < FLOAT_BITS for b in state["a_bits"]):
+            sparse = "attention" in state and any(int(p) < 100 for p in state["attention"])
+            if exact or sparse or any(int(b) < FLOAT_BITS for b in state["a_bits"]):
                 self._memo[key] = scores(self.apply(state), x, y)
             else:
                 self._memo[key] = scores(self._masked_model(state), x, y)

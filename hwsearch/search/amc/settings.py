@@ -27,8 +27,11 @@ from pydantic import (
 from hwsearch.errors import ConfigError
 from hwsearch.search.amc.budget import Budget
 
-KNOBS = ("keep", "w_bits", "a_bits")
-MODES: dict[str, tuple[str, ...]] = {"amc": ("keep",), "haq": ("w_bits", "a_bits"), "joint": KNOBS}
+# ``attention``: percent of an attention block's map a static mask keeps, decided on the block's qkv layer
+KNOBS = ("keep", "w_bits", "a_bits", "attention")
+MODES: dict[str, tuple[str, ...]] = {"amc": ("keep",), "haq": ("w_bits", "a_bits"), "joint": ("keep", "w_bits", "a_bits"),
+                                     "attention": ("attention",)}
+ATTENTION_STEP = 5  # percent between the attention densities the agent may choose
 FLOAT_BITS = 32
 
 
@@ -40,7 +43,7 @@ def _fixed_width(v: int | None) -> int | None:
 
 Algo = Literal["ddpg", "td3", "sac"]
 ALGO_NAMES: tuple[str, ...] = get_args(Algo)
-Mode = Literal["amc", "haq", "joint"]  # the keys of MODES
+Mode = Literal["amc", "haq", "joint", "attention"]  # the keys of MODES
 Episodes = Annotated[int, Field(ge=0)]
 Sigma = Annotated[float, Field(ge=0)]
 SigmaDecay = Annotated[float, Field(gt=0, le=1)]
@@ -81,6 +84,8 @@ class EnvConfig:
     max_bits: Bits = 8
     fixed_a_bits: FixedBits = None  # set: activations stay at this width and are not searched
     fixed_w_bits: FixedBits = None  # in amc mode: weights stay at this width (None: float)
+    attention: bool = False  # also decide each attention block's map density (any mode)
+    max_attention_sparsity: Sparsity = 0.8  # the most of an attention map a mask may remove
 
     def __post_init__(self) -> None:
         _check(self, "environment")
@@ -93,13 +98,16 @@ class EnvConfig:
         knobs = MODES[self.mode]
         if self.fixed_a_bits is not None:
             knobs = tuple(k for k in knobs if k != "a_bits")
+        if self.attention and "attention" not in knobs:
+            knobs = (*knobs, "attention")
         return knobs
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict."""
         return {"mode": self.mode, "budget": self.budget.to_dict(), "max_sparsity": self.max_sparsity,
                 "round_to": self.round_to, "min_bits": self.min_bits, "max_bits": self.max_bits,
-                "fixed_a_bits": self.fixed_a_bits, "fixed_w_bits": self.fixed_w_bits}
+                "fixed_a_bits": self.fixed_a_bits, "fixed_w_bits": self.fixed_w_bits, "attention": self.attention,
+                "max_attention_sparsity": self.max_attention_sparsity}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> EnvConfig:
@@ -186,6 +194,10 @@ class CompressionSettings(BaseModel):
     min_bits: Bits = _ENV.min_bits
     max_bits: Bits = _ENV.max_bits
     fixed_a_bits: FixedBits = Field(_ENV.fixed_a_bits, description="keep activations at this width (32: float)")
+    attention: bool = Field(_ENV.attention, description="also decide each attention block's static attention "
+                                                        "density (transformers; any mode)")
+    max_attention_sparsity: Sparsity = Field(_ENV.max_attention_sparsity, description="the most of an attention "
+                                                                                      "map a static mask may remove")
     val_samples: int | None = Field(256, ge=1, description="validation images behind each reward")
     calib_samples: int = Field(128, ge=1, description="training images re-estimating BatchNorm")
     finetune_epochs: int = Field(0, ge=0, description="most epochs of final training of the chosen policy before "
@@ -224,5 +236,5 @@ COMPRESSION_REPORTS = ("search_val_acc", "val_acc_before_finetune", "test_acc_be
                "resumed_at_episode", "val_acc", "test_acc", "finetune_epochs_run")
 
 
-__all__ = ["COMPRESSION_REPORTS", "ALGO_NAMES", "AgentConfig", "CompressionSettings", "EnvConfig", "FLOAT_BITS", "HaqSettings",
+__all__ = ["ATTENTION_STEP", "COMPRESSION_REPORTS", "ALGO_NAMES", "AgentConfig", "CompressionSettings", "EnvConfig", "FLOAT_BITS", "HaqSettings",
            "KNOBS", "MODES"]

@@ -202,3 +202,15 @@ def test_a_search_with_a_scan_starts_from_the_scanned_policy_as_a_demonstration(
 def test_agent_config_rejects_a_scan_that_leaves_the_agent_nothing():
     with pytest.raises(ConfigError, match="scan_share"):
         AgentConfig(scan_share=1.0)
+
+
+def test_the_agent_and_the_baselines_decide_heads_and_attention_density_together(problem):
+    env = CompressionEnv(problem, EnvConfig(mode="amc", attention=True, budget=Budget("bitops", ratio=0.8)))
+    assert env.knobs == ("keep", "attention")
+    agent = CompressionAgent(env, AgentConfig(warmup_episodes=2, updates_per_episode=2, batch_size=4, seed=0))
+    episodes = agent.train(3)
+    episodes += run_baseline("uniform", env, 1)
+    assert all(e.cost <= env.limit * (1 + 1e-9) for e in episodes)
+    assert any(min(e.state["attention"]) < 100 for e in episodes)
+    uniform = episodes[-1].state["attention"]
+    assert len({v for v, s in zip(uniform, problem.slots, strict=True) if s.attention_tokens}) == 1

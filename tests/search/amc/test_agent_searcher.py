@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 
+from hwsearch.compress.attention_mask import masked_softmaxes
 from hwsearch.errors import ConfigError
 from hwsearch.estimators.counters import count_macs, trace_netspec
 from hwsearch.search.amc.plugin import CompressionSearcher, CompressionSettings, HaqSettings
@@ -97,3 +98,22 @@ def test_a_scan_before_the_agent_adds_its_evaluations_and_a_demonstration(tmp_pa
     assert sources.count("sensitivity") == 3 and sources[3] == "agent"  # the scanned policy, replayed
     assert episodes[3]["state"] == episodes[2]["state"]
     assert report["episodes"] == 3 + 1 + 3 and report["budget_cost"] <= report["budget_limit"]
+
+
+def test_an_attention_density_search_exports_masks_that_reload_with_its_accuracy_and_densities(tmp_path, monkeypatch):
+    monkeypatch.setenv("HWSEARCH_CACHE", str(tmp_path / "cache"))
+    config = _config("attention", "bitops", [0.99], False)
+    params = CompressionSearcher(CompressionSettings.model_validate(config.searcher.settings)).suggest("t0")
+    report = evaluate_trial(params, config, tmp_path / "trials" / "t0")
+    assert report["budget_cost"] <= report["budget_limit"]
+    policy = json.loads((tmp_path / "trials" / "t0" / "policy.json").read_text())
+    assert any(lp.get("attention_density", 1) < 1 for lp in policy["layers"].values())
+
+    saved = evaluators.SavedTrial(tmp_path / "trials" / "t0")
+    data = evaluators.cached_data("digits", 0)
+    space = evaluators.build_space(config, data)
+    model = evaluators.get("compression").rebuild(saved, space)
+    test = data.at_resolution(space.input_shape(saved.choice)[1])
+    assert abs(evaluate(model, test.x_test, test.y_test) - report["test_acc"]) <= 0.005
+    masks = {n: float(m.mask.mean()) for n, m in masked_softmaxes(model).items()}
+    assert masks and {x.name: x.density for x in saved.netspec.layers if x.name in masks} == masks

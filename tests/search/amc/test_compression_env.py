@@ -99,13 +99,40 @@ def test_observation_reports_budget_removed_so_far(cnn_problem):
 
 
 def test_fast_pricing_equals_compressed_netspec_of_the_applied_policy(cnn_problem, vit_problem):
-    for problem in (cnn_problem, vit_problem):
-        env = CompressionEnv(problem, EnvConfig(mode="joint", budget=Budget("bitops", ratio=0.5)))
+    for problem, attention in ((cnn_problem, False), (vit_problem, False), (vit_problem, True)):
+        env = CompressionEnv(problem, EnvConfig(mode="joint", attention=attention, budget=Budget("bitops", ratio=0.5)))
         state = _random_state(env, 3)
+        assert (state["attention"] < 100).any() == attention
         traced = compressed_netspec(problem.apply(state), problem.input_shape)
         assert [x.key for x in traced.layers] == [x.key for x in problem.netspec(state).layers]
         for metric, fn in METRICS.items():
             assert problem.fast_metric(metric)(state) == pytest.approx(fn(traced), rel=1e-9)
+
+
+def test_attention_density_is_one_more_per_layer_action_decided_on_each_blocks_qkv_layer(vit_problem):
+    env = CompressionEnv(vit_problem, EnvConfig(mode="attention", budget=Budget("bitops", ratio=0.99)))
+    assert env.knobs == ("attention",)
+    decided = [vit_problem.slots[i].name for i in env.steps]
+    assert decided == ["blocks.0.attn.qkv", "blocks.1.attn.qkv"]
+    assert env.options["attention"][env.steps[0]] == list(range(20, 101, 5))
+    obs, _ = env.reset(seed=0)
+    done = False
+    while not done:
+        obs, reward, done, _, info = env.step(np.array([0.6], dtype=np.float32))
+    assert info["cost"] <= info["limit"]
+    state = env.history[-1].as_state()
+    policy = vit_problem.policy(state)
+    densities = {n: lp.attention_density for n, lp in policy.layers.items()}
+    assert set(densities) == set(decided) and min(densities.values()) < 1.0
+    model = vit_problem.apply(state)
+    net = compressed_netspec(model, vit_problem.input_shape)
+    assert {x.name: x.density for x in net.layers if x.op == "softmax"} == {
+        n.replace("qkv", "softmax"): x.density for n in decided for x in vit_problem.netspec(state).layers
+        if x.name == n.replace("qkv", "softmax")}
+    assert env.action_for("attention", env.steps[0], 60) == pytest.approx(0.0)
+    old = Episode.from_dict({"index": 0, "state": {"keep": [1, 2], "w_bits": [32, 32], "a_bits": [32, 32]},
+                             "cost": 1.0, "accuracy": 0.5, "reward": 0.0})
+    assert old.state["attention"] == (100, 100)  # records written before the knob read as dense attention
 
 
 def test_masked_evaluation_computes_what_the_pruned_and_quantized_model_computes(vit_problem):
