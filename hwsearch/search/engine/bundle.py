@@ -24,6 +24,7 @@ from hwsearch.errors import RunError
 from hwsearch.io import atomic_write_bytes, atomic_write_json
 from hwsearch.search.engine import evaluators
 from hwsearch.search.engine.rundir import RunDir, best_trial, row_document
+from hwsearch.spaces.base import input_resolution
 
 OPTIONAL_DOCUMENTS = ("policy", "hardware", "training")
 
@@ -75,7 +76,7 @@ def export_trial(run: RunDir, trial: str = "best", out: str | Path = "export", o
     space = evaluators.build_space(config, data)
     model = evaluators.get(config.evaluation.evaluator).rebuild(saved, space)
     net = saved.netspec
-    test = data.at_resolution(net.input_shape[1])
+    test = data.at_resolution(input_resolution(net.input_shape))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
