@@ -143,3 +143,19 @@ def test_the_shipped_gpt_configs_run_a_trial_on_a_small_text(tmp_path, name):
     report = evaluate_trial(params, cfg, tmp_path / "trials" / "t0")
     assert all(math.isfinite(report[o.metric]) for o in cfg.objectives)
     assert report["val_perplexity"] > 1 and report["latency_ms"] > 0
+
+
+def test_an_exported_gpt_reloads_at_its_reported_test_perplexity(tmp_path):
+    from hwsearch.search.engine.bundle import export_trial
+    from hwsearch.search.engine.rundir import RunDir
+
+    cfg = _config(tmp_path, "train")
+    space = evaluators.build_space(cfg, evaluators.cached_data(cfg.data.source, cfg.data.seed))
+    run = RunDir.create(tmp_path / "runs" / "lm", cfg)
+    report = evaluate_trial(_choice(space, "largest"), cfg, run.trial_dir("t0"))
+    run.write_trials([{**report, "trial_id": "t0", "status": "ok", "error": None, "artifacts": "trials/t0"}])
+    res = export_trial(run, "best", tmp_path / "bundle")
+    assert res.reported_test_perplexity == report["test_perplexity"]
+    assert res.torchscript_test_perplexity == pytest.approx(report["test_perplexity"], rel=1e-5)
+    assert res.onnx_test_perplexity == pytest.approx(report["test_perplexity"], rel=1e-4)
+    assert res.torchscript_test_acc == pytest.approx(report["test_acc"], abs=1e-9)
