@@ -444,6 +444,10 @@ def export_cmd(
     reported = "n/a" if res.reported_test_acc is None else f"{res.reported_test_acc:.4f}"
     print(f"test accuracy: reported {reported}, TorchScript {res.torchscript_test_acc:.4f}, "
           f"ONNX Runtime {res.onnx_test_acc:.4f}; max |logit difference| {res.max_logit_diff:.2e}")
+    if res.torchscript_test_perplexity is not None:
+        reported = "n/a" if res.reported_test_perplexity is None else f"{res.reported_test_perplexity:.4f}"
+        print(f"test perplexity: reported {reported}, TorchScript {res.torchscript_test_perplexity:.4f}, "
+              f"ONNX Runtime {res.onnx_test_perplexity:.4f}")
 
 
 # ---- supernet: Once-for-All -------------------------------------------------------------------

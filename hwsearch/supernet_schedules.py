@@ -84,6 +84,14 @@ SPACE_SCHEDULES: dict[str, dict[str, Schedule]] = {
         "default": Schedule(epochs_full=40, epochs_kernel=0, epochs_depth=10, epochs_width=40, sandwich=4,
                             lr_full=3e-3, lr_elastic=3e-3, recipe=Recipe(epochs=0, batch_size=32)),
     },
+    # A character-level gpt on tiny-shakespeare has tens of thousands of windows per epoch: "fast" caps
+    # the steps per epoch so that a CPU run stays in minutes (configs/gpt-ofa.yaml); label smoothing is
+    # off because perplexity, not top-1, is what a language model is judged by.
+    "gpt": {
+        "fast": Schedule(epochs_full=4, epochs_kernel=0, epochs_depth=2, epochs_width=3, sandwich=1,
+                         lr_full=3e-3, lr_elastic=1e-3, max_steps_per_epoch=60,
+                         recipe=Recipe(epochs=0, batch_size=32, warmup_epochs=0.5, label_smoothing=0.0)),
+    },
 }
 
 

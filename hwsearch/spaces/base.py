@@ -74,6 +74,10 @@ class SearchSpace(ABC):
         """(channels, height, width) of one input sample for ``choice``."""
         return self.to_netspec(choice).input_shape
 
+    def data_resolution(self, choice: Mapping[str, Any]) -> int:
+        """The data resolution ``choice`` reads (`hwsearch.data.Dataset.at_resolution`): see `input_resolution`."""
+        return input_resolution(self.input_shape(choice))
+
     def notation(self, choice: Mapping[str, Any]) -> str | None:
         """The space's own short name for ``choice`` (NAS-Bench-201's arch string), or None."""
         return None
@@ -162,6 +166,13 @@ class SearchSpace(ABC):
             raise UnknownName(
                 f"space {self.name!r} has no reference {name!r}; known: {', '.join(sorted(refs))}"
             ) from None
+
+
+def input_resolution(input_shape: Sequence[int]) -> int:
+    """The resolution of a sample shaped ``input_shape``: its last dim, an image's side or a token window's length."""
+    # Images are square, so their width is their height; a (1, 1, context) window's length is its width.
+    return int(input_shape[-1])
+
 
 def positive_options(space: str, field: str, values: Sequence[Any], integer: bool) -> tuple[Any, ...]:
     """The distinct positive numbers of a space setting ``field``, sorted (a `ConfigError` names a bad one)."""

@@ -4,9 +4,10 @@ Searchers ``amc`` (pruning), ``haq`` (bit-widths) and the ``compression`` evalua
 proposes one trial per entry of ``settings.budgets`` (so a run over several budgets gives a front
 across them); the trial trains the base network once (cached), lets one agent play ``episodes``
 policies under that budget, applies the best one with `hwsearch.compress.apply_policy`, optionally
-fine-tunes it, and reports accuracies before (and after) fine-tuning. Every ``checkpoint_every``
-episodes the agent, its replay buffer and the evaluated policies go into a Tune checkpoint, so
-``hwsearch run --resume`` continues an interrupted agent instead of starting it over.
+fine-tunes it, and reports accuracies before (and after) fine-tuning; a language model (a `gpt` on
+text) is rewarded by minus the log of its perplexity and reports its loss and perplexity besides.
+Every ``checkpoint_every`` episodes the agent, its replay buffer and the evaluated policies go into a
+Tune checkpoint, so ``hwsearch run --resume`` continues an interrupted agent instead of starting it over.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from hwsearch.search.amc.settings import (
 )
 from hwsearch.search.engine.evaluators import Evaluation, Evaluator, SavedTrial, TrialContext
 from hwsearch.search.engine.searchers import SearchContext
+from hwsearch.spaces.base import input_resolution
 
 
 class CompressionSearcher(Searcher):
@@ -112,6 +114,7 @@ class CompressionEvaluator(Evaluator):
         import torch
 
         from hwsearch.compress import compressed_netspec, final_recipe, fine_tune
+        from hwsearch.lm_eval import is_sequence, lm_metrics
         from hwsearch.search.amc.pipeline import build_pipeline
         from hwsearch.search.amc.problem import TorchProblem
         from hwsearch.search.amc.trained_cache import trained_network
@@ -160,15 +163,26 @@ class CompressionEvaluator(Evaluator):
             "episodes": float(len(env.history)), "best_episode": float(best.index),
             "resumed_at_episode": float(resumed_at),
         }
+        language_model = is_sequence(net.data)
+        if language_model:
+            # the environment's score of a language model is minus its loss (see TorchProblem)
+            metrics["search_val_loss"] = -metrics.pop("search_val_acc")
+            before = lm_metrics(model, net.data)
+            base = lm_metrics(net.model, net.data)
+            metrics.update({f"{k}_before_finetune": before[k] for k in ("val_perplexity", "test_perplexity")})
+            metrics.update({f"base_{k}": base[k] for k in ("val_perplexity", "test_perplexity")})
         if s.finetune_epochs > 0:
             # final training, distilling from the uncompressed network (problem.apply compressed a copy)
             done = fine_tune(model, net.data, epochs=s.finetune_epochs,
                              recipe=final_recipe(s.finetune_epochs, s.finetune_patience, s.finetune_kd_ratio),
-                             seed=cfg.evaluation.seed, resolution=net.input_shape[1], teacher=net.model)
+                             seed=cfg.evaluation.seed, resolution=input_resolution(net.input_shape),
+                             teacher=net.model)
             metrics["finetune_epochs_run"] = float(done.epochs)
         model = model.eval()
         metrics["val_acc"] = evaluate(model, x_val, y_val)
         metrics["test_acc"] = evaluate(model, net.data.x_test, net.data.y_test)
+        if language_model:
+            metrics.update(lm_metrics(model, net.data))
         netspec = compressed_netspec(model, net.input_shape)
         policy = problem.policy(state)
         documents = {"policy": policy.to_dict(), "base_choice": {"network": net.choice},

@@ -17,6 +17,10 @@ without shrinking, and is tested against `apply_policy` / `compressed_netspec`:
   are measured on data, so those states go through `apply_policy` itself.
 - Attention density: a mask keeps `hwsearch.compress.attention_mask.kept_entries` of its map, a number that depends only on the
   density, the heads kept and the tokens, so its QK^T, softmax and AV layers are priced without data.
+- A language model (labels at every position, `hwsearch.lm_eval.is_sequence`) is scored by the mean
+  log-likelihood of the next token, minus the log of its perplexity, in place of top-1 accuracy:
+  perplexity is what such a model is judged by, and the log keeps the reward's scale that of the
+  loss (a difference of nats per token). The environment's ``accuracy`` is then that score.
 - BatchNorm statistics are re-estimated on a fixed calibration batch after compressing (EagleEye's
   adaptive BN): without it a pruned network's accuracy says little about the same network after
   fine-tuning. No weight is trained, so this is still the reward "without fine-tuning".
@@ -25,6 +29,7 @@ without shrinking, and is tested against `apply_policy` / `compressed_netspec`:
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -40,6 +45,7 @@ from hwsearch.compress.quant import fake_quant_weight, weight_scale
 from hwsearch.errors import SpecError
 from hwsearch.estimators.counters import trace_netspec
 from hwsearch.ir import NetSpec
+from hwsearch.lm_eval import lm_score
 from hwsearch.search.amc.budget import State
 from hwsearch.search.amc.env import FLOAT_BITS, Slot
 from hwsearch.train import scores
@@ -182,6 +188,7 @@ class TorchProblem:
             self.data["test"] = (x_test, y_test)
         self.calib = calib if calib is not None else x_val[:256]
         self.round_to, self.w_clip, self.recalibrate_bn = round_to, w_clip, recalibrate_bn
+        self.language_model = y_val.dim() == 2  # labels at every position: scored by log-likelihood
         self._memo: dict[tuple[str, bool, bytes], tuple[float, float]] = {}  # (accuracy, confidence)
         self.layers, groups, dg = analyse(model, self.input_shape)
         channel, self.unprunable = _channel_masks(model, groups, dg)
@@ -404,17 +411,25 @@ class TorchProblem:
             x, y = self.data[split]
             sparse = "attention" in state and any(int(p) < 100 for p in state["attention"])
             if exact or sparse or any(int(b) < FLOAT_BITS for b in state["a_bits"]):
-                self._memo[key] = scores(self.apply(state), x, y)
+                self._memo[key] = self._measure(self.apply(state), x, y)
             else:
-                self._memo[key] = scores(self._masked_model(state), x, y)
+                self._memo[key] = self._measure(self._masked_model(state), x, y)
         return self._memo[key]
 
+    def _measure(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+        if self.language_model:
+            # a continuous score rarely ties, so there is no confidence to break ties with
+            return -lm_score(model, x, y).loss, math.nan
+        return scores(model, x, y)
+
     def accuracy(self, state: State, split: str = "val", exact: bool = False) -> float:
-        """Top-1 accuracy without fine-tuning; ``exact`` (or quantized activations) uses `apply_policy`."""
+        """Top-1 accuracy without fine-tuning (a language model: minus the log of its perplexity);
+        ``exact`` (or quantized activations) uses `apply_policy`."""
         return self._scores(state, split, exact)[0]
 
     def confidence(self, state: State, split: str = "val") -> float:
-        """Mean softmax probability of the true label (same network as `accuracy`): ranks equally accurate policies."""
+        """Mean softmax probability of the true label (same network as `accuracy`): ranks equally accurate
+        policies (NaN for a language model, whose score does not tie)."""
         return self._scores(state, split, False)[1]
 
 

@@ -26,6 +26,7 @@ from pydantic import (
 
 from hwsearch.errors import ConfigError
 from hwsearch.search.amc.budget import Budget
+from hwsearch.search.engine.evaluators import LM_REPORTS
 
 # ``attention``: percent of an attention block's map a static mask keeps, decided on the block's qkv layer
 KNOBS = ("keep", "w_bits", "a_bits", "attention")
@@ -230,10 +231,14 @@ class HaqSettings(CompressionSettings):
     fixed_a_bits: FixedBits = 32
 
 
-# The metrics the evaluator reports: the config checks its objectives and constraints against them.
+# The metrics the evaluator reports: the config checks its objectives and constraints against them. A
+# language model reports ``search_val_loss`` (the best policy's, on the reward's windows) in place of
+# ``search_val_acc``, its loss and perplexity before fine-tuning and those of the uncompressed network.
 COMPRESSION_REPORTS = ("search_val_acc", "val_acc_before_finetune", "test_acc_before_finetune", "base_val_acc",
                "base_test_acc", "budget_limit", "budget_cost", "budget_ratio", "episodes", "best_episode",
-               "resumed_at_episode", "val_acc", "test_acc", "finetune_epochs_run")
+               "resumed_at_episode", "val_acc", "test_acc", "finetune_epochs_run", *LM_REPORTS,
+               "search_val_loss", "val_perplexity_before_finetune", "test_perplexity_before_finetune",
+               "base_val_perplexity", "base_test_perplexity")
 
 
 __all__ = ["ATTENTION_STEP", "COMPRESSION_REPORTS", "ALGO_NAMES", "AgentConfig", "CompressionSettings", "EnvConfig", "FLOAT_BITS", "HaqSettings",

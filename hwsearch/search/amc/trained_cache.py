@@ -52,7 +52,7 @@ def trained_network(space: str, choice: Mapping[str, Any] | str = "largest", dat
     choice = sp.reference(choice) if isinstance(choice, str) else sp.validate(choice)
     recipe = recipe or Recipe()
     input_shape = sp.input_shape(choice)
-    dataset = dataset.at_resolution(input_shape[1])
+    dataset = dataset.at_resolution(sp.data_resolution(choice))
     # format 2: residual blocks start from zero (a different trained network for the same recipe).
     # Recipe settings at their defaults are left out, so a setting added later with a default that
     # keeps the old behaviour leaves cached networks valid.

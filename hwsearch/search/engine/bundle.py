@@ -5,7 +5,8 @@ policy), loaded with its trained weights (``weights_only=True``), and written as
 ``model.torchscript.pt`` and ``model.onnx`` beside ``choice.json``, ``netspec.json``, ``report.json``
 (every metric the trial reported) and whichever of ``policy.json`` / ``hardware.json`` the trial
 kept. The export then checks itself: TorchScript and ONNX Runtime accuracies on the test split and
-their largest logit difference are added to ``report.json`` under ``export_check``.
+their largest logit difference are added to ``report.json`` under ``export_check``; for a language
+model (labels at every position) their test perplexities too, beside the one the trial reported.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from hwsearch.errors import RunError
 from hwsearch.io import atomic_write_bytes, atomic_write_json
 from hwsearch.search.engine import evaluators
 from hwsearch.search.engine.rundir import RunDir, best_trial, row_document
+from hwsearch.spaces.base import input_resolution
 
 OPTIONAL_DOCUMENTS = ("policy", "hardware", "training")
 
@@ -39,12 +41,19 @@ class ExportResult:
     torchscript_test_acc: float
     onnx_test_acc: float
     max_logit_diff: float
+    # a language model's only (None otherwise)
+    reported_test_perplexity: float | None = None
+    torchscript_test_perplexity: float | None = None
+    onnx_test_perplexity: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict."""
         return {"out": str(self.out), "trial_id": self.trial_id, "files": list(self.files),
                 "reported_test_acc": self.reported_test_acc, "torchscript_test_acc": self.torchscript_test_acc,
-                "onnx_test_acc": self.onnx_test_acc, "max_logit_diff": self.max_logit_diff}
+                "onnx_test_acc": self.onnx_test_acc, "max_logit_diff": self.max_logit_diff,
+                "reported_test_perplexity": self.reported_test_perplexity,
+                "torchscript_test_perplexity": self.torchscript_test_perplexity,
+                "onnx_test_perplexity": self.onnx_test_perplexity}
 
 
 def find_trial(run: RunDir, trial: str = "best") -> dict[str, Any]:
@@ -75,7 +84,7 @@ def export_trial(run: RunDir, trial: str = "best", out: str | Path = "export", o
     space = evaluators.build_space(config, data)
     model = evaluators.get(config.evaluation.evaluator).rebuild(saved, space)
     net = saved.netspec
-    test = data.at_resolution(net.input_shape[1])
+    test = data.at_resolution(input_resolution(net.input_shape))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -99,18 +108,35 @@ def export_trial(run: RunDir, trial: str = "best", out: str | Path = "export", o
     ts_logits = _torchscript_logits(out / "model.torchscript.pt", test.x_test)
     ort_logits = _onnx_logits(out / "model.onnx", test.x_test)
     y = test.y_test.numpy()
+    sequence = y.ndim == 2
     result = ExportResult(
         out=out, trial_id=str(row["trial_id"]), files=tuple(files + ["report.json"]),
         reported_test_acc=row.get("test_acc"),
-        torchscript_test_acc=float((ts_logits.argmax(1) == y).mean()),
-        onnx_test_acc=float((ort_logits.argmax(1) == y).mean()),
+        torchscript_test_acc=_accuracy(ts_logits, y),
+        onnx_test_acc=_accuracy(ort_logits, y),
         max_logit_diff=float(np.abs(ts_logits - ort_logits).max()),
+        reported_test_perplexity=row.get("test_perplexity") if sequence else None,
+        torchscript_test_perplexity=_perplexity(ts_logits, y) if sequence else None,
+        onnx_test_perplexity=_perplexity(ort_logits, y) if sequence else None,
     )
     report = {k: v for k, v in saved.report.items()}
     report.update(trial_id=result.trial_id, run=run.name, space=config.space.name,
                   export_check={k: v for k, v in result.to_dict().items() if k not in ("out", "files")})
     atomic_write_json(out / "report.json", report)
     return result
+
+
+def _accuracy(logits: np.ndarray, y: np.ndarray) -> float:
+    """Top-1 accuracy, every position of a sequence counting once (as `hwsearch.train.evaluate`)."""
+    return float((logits.reshape(-1, logits.shape[-1]).argmax(1) == y.reshape(-1)).mean())
+
+
+def _perplexity(logits: np.ndarray, y: np.ndarray) -> float:
+    """``exp`` of the mean next-token cross-entropy, in float64 (as `hwsearch.lm_eval.lm_score`)."""
+    z = logits.reshape(-1, logits.shape[-1]).astype(np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    nll = np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(z)), y.reshape(-1)]
+    return float(np.exp(nll.mean()))
 
 
 def _torch_bytes(obj: Any) -> bytes:

@@ -48,6 +48,12 @@ if TYPE_CHECKING:
     from hwsearch.spaces import SearchSpace
 
 
+# What an evaluator adds for a language model, whose data labels every position of a window
+# (`hwsearch.lm_eval.lm_metrics`); evaluators that train or measure networks declare them among their
+# `reports`, so a config may minimise ``val_perplexity`` or bound ``val_loss``.
+LM_REPORTS = ("val_loss", "val_perplexity", "test_loss", "test_perplexity")
+
+
 @dataclass(frozen=True)
 class TrialContext:
     """What an evaluator may use: the config, the space built for the data, the data, CPU threads."""
@@ -191,30 +197,35 @@ def choice_from_params(space: SearchSpace, params: Mapping[str, Any]) -> dict[st
 class TrainEvaluator(Evaluator):
     """Build the choice, train it briefly with the config's recipe, measure val/test top-1 accuracy."""
 
-    reports = ("val_acc", "test_acc", "train_time_s", "final_loss", "epochs", "resolution")
+    reports = ("val_acc", "test_acc", "train_time_s", "final_loss", "epochs", "resolution", *LM_REPORTS)
 
     def evaluate(self, params: Mapping[str, Any], ctx: TrialContext) -> Evaluation:
         import torch  # heavy libraries, deferred: see the module doc
 
+        from hwsearch.lm_eval import is_sequence, lm_metrics  # torch, deferred likewise
         from hwsearch.train import train_and_evaluate  # torch, deferred likewise
 
         ev = ctx.config.evaluation
         choice = choice_from_params(ctx.space, params)
-        channels, height, _ = ctx.space.input_shape(choice)
+        channels = ctx.space.input_shape(choice)[0]
+        resolution = ctx.space.data_resolution(choice)
         if channels != ctx.data.channels:
             raise SpecError(f"space expects {channels} input channels but the data has {ctx.data.channels}")
         torch.manual_seed(ev.seed)  # same choice, same initial weights
         model = ctx.space.build(choice)
         recipe = ev.recipe.model_copy(update={"threads": ev.recipe.threads or ctx.threads})
         result = train_and_evaluate(model, ctx.data, epochs=ev.epochs, seed=ev.seed, recipe=recipe,
-                                    resolution=height)
+                                    resolution=resolution)
         metrics = {
             "val_acc": result.val_acc, "test_acc": result.test_acc, "train_time_s": result.train_time_s,
-            "final_loss": result.final_loss, "epochs": float(result.epochs), "resolution": float(height),
+            "final_loss": result.final_loss, "epochs": float(result.epochs), "resolution": float(resolution),
         }
+        data = ctx.data.at_resolution(resolution)
+        if is_sequence(data):
+            metrics.update(lm_metrics(model, data, batch_size=recipe.eval_batch_size))
         return Evaluation(choice=choice, netspec=ctx.space.to_netspec(choice), metrics=metrics,
                           model=model.cpu().eval(), documents={"training": result.to_dict()})
 
 
-__all__ = ["EVALUATORS", "EvaluatorPlugin", "Evaluation", "Evaluator", "SavedTrial", "TrialContext", "build_space",
-           "cached_data", "choice_from_params", "get", "names", "register"]
+__all__ = ["EVALUATORS", "LM_REPORTS", "EvaluatorPlugin", "Evaluation", "Evaluator", "SavedTrial", "TrialContext",
+           "build_space", "cached_data", "choice_from_params", "get", "names", "register"]

@@ -4,7 +4,8 @@ No training per trial: the supernet of (space and its options, data, schedule, s
 the cache, or trained by progressive shrinking once (the first trial to need it trains it, any
 other waits for it on the cache's file lock). The trial's network is ``space.build(choice)`` holding
 the inherited weights with recalibrated BatchNorm, so the engine saves and exports it like any
-trained network, and its accuracy is the one measured inside the supernet.
+trained network, and its accuracy is the one measured inside the supernet. A language model (a
+`gpt` on text) also reports its validation and test loss and perplexity (`hwsearch.lm_eval`).
 
 ``evaluation.schedule`` names the progressive-shrinking preset (``fast`` unless given);
 ``evaluation.seed`` seeds the supernet's training.
@@ -18,6 +19,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
+from hwsearch.lm_eval import is_sequence, lm_metrics
 from hwsearch.search.engine.evaluators import Evaluation, Evaluator, TrialContext, choice_from_params
 from hwsearch.search.ofa.settings import SUPERNET_REPORTS
 from hwsearch.spaces.supernet import CachedSupernet, load_or_train
@@ -39,7 +41,8 @@ def supernet_for(ctx: TrialContext) -> CachedSupernet:
 
 
 class SupernetEvaluator(Evaluator):
-    """Extract the proposed sub-network from the supernet, recalibrate BatchNorm, measure val/test top-1."""
+    """Extract the proposed sub-network from the supernet, recalibrate BatchNorm, measure val/test top-1
+    (and a language model's loss and perplexity)."""
 
     name = "supernet"
     reports = SUPERNET_REPORTS
@@ -57,6 +60,8 @@ class SupernetEvaluator(Evaluator):
             "supernet_train_time_s": cached.log.seconds,
             "resolution": float(data.resolution),
         }
+        if is_sequence(data):
+            metrics.update(lm_metrics(model, data))
         documents = {"supernet": {"key": cached.key, "schedule": ctx.config.evaluation.schedule, "log": cached.log.to_dict()}}
         return Evaluation(choice=choice, netspec=ctx.space.to_netspec(choice), metrics=metrics, model=model,
                           documents=documents)

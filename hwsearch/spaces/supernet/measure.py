@@ -17,6 +17,7 @@ from torch import nn
 from hwsearch.data import Dataset
 from hwsearch.spaces.base import Choice
 from hwsearch.spaces.supernet.supernet import SuperNet
+from hwsearch.train import per_position
 
 CALIB_SAMPLES = 512
 
@@ -43,10 +44,10 @@ def subnet_accuracy(supernet: SuperNet, data: Dataset, choice: Mapping[str, Any]
     was = supernet.training
     supernet.eval()
     try:
-        pred = supernet.logits(choice, x, buffers).argmax(dim=1)
+        logits, y = per_position(supernet.logits(choice, x, buffers), y)
     finally:
         supernet.train(was)
-    return int((pred == y).sum()) / len(y)  # the same arithmetic as hwsearch.train.evaluate
+    return int((logits.argmax(dim=1) == y).sum()) / y.numel()  # the same arithmetic as hwsearch.train.evaluate
 
 
 def extract_subnet(supernet: SuperNet, data: Dataset, choice: Mapping[str, Any],

@@ -92,8 +92,8 @@ class SuperNet(nn.Module):
         return skel
 
     def resolution(self, choice: Mapping[str, Any]) -> int:
-        """Input height (and width) of ``choice``."""
-        return int(self.space.input_shape(choice)[1])
+        """Data resolution of ``choice``: its input's side, or a token window's length (`SearchSpace.data_resolution`)."""
+        return self.space.data_resolution(choice)
 
     # ---- weights -----------------------------------------------------------------------------
     def weights(self, choice: Mapping[str, Any]) -> dict[str, torch.Tensor]:

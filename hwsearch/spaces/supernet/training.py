@@ -7,6 +7,8 @@ phase. Each step follows the sandwich rule (the largest and the smallest unlocke
 ``sandwich`` random ones, gradients summed), which converges faster than random sampling alone.
 Before the width phase the channels are sorted by importance so that narrow sub-networks inherit
 the most important ones. Phases whose kind the space lacks (a ViT has no kernel gene) are skipped.
+A language model (`gpt`) predicts every position of its window: its logits and its teacher's count
+each position as one prediction (`hwsearch.train.per_position`).
 The schedules (epochs and learning rates per phase, the named presets) are `hwsearch.supernet_schedules`,
 which a config can check without torch; this module re-exports them.
 """
@@ -29,7 +31,14 @@ from hwsearch.errors import UnknownName
 from hwsearch.spaces.base import Choice
 from hwsearch.spaces.supernet.supernet import SuperNet
 from hwsearch.supernet_schedules import SCHEDULES, SPACE_SCHEDULES, Schedule, preset, schedule
-from hwsearch.train import TrainingDiverged, _lr_factor, augment_batch, deterministic, pick_device
+from hwsearch.train import (
+    TrainingDiverged,
+    _lr_factor,
+    augment_batch,
+    deterministic,
+    per_position,
+    pick_device,
+)
 
 PHASES = ("full", "kernel", "depth", "width")
 
@@ -164,10 +173,12 @@ def train_supernet(
                             if teacher is not None and plan.kd_ratio > 0:
                                 with torch.no_grad():
                                     soft[res] = teacher(inputs[res])
-                        logits = supernet(inputs[res], choice)
-                        loss = F.cross_entropy(logits, yb, label_smoothing=recipe.label_smoothing)
+                        # a language model predicts every position: (N, T, vocab) logits become N*T rows
+                        logits, targets = per_position(supernet(inputs[res], choice), yb)
+                        loss = F.cross_entropy(logits, targets, label_smoothing=recipe.label_smoothing)
                         if res in soft:
-                            loss = loss + plan.kd_ratio * _soft_ce(logits, soft[res], plan.kd_temperature)
+                            teacher_logits = per_position(soft[res], yb)[0]
+                            loss = loss + plan.kd_ratio * _soft_ce(logits, teacher_logits, plan.kd_temperature)
                         if not torch.isfinite(loss):
                             raise TrainingDiverged(
                                 f"supernet loss became {float(loss)} in phase {phase!r}, epoch {epoch + 1}; "
