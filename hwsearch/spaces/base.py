@@ -168,6 +168,28 @@ class SearchSpace(ABC):
             ) from None
 
 
+class MinMiddleMaxReferences:
+    """References of a space whose genes are all sizes (`vit`, `gpt`): ``largest``, ``smallest`` and
+    ``middle``, every gene at its top, bottom or middle option."""
+
+    dims: tuple[Dim, ...]
+
+    def _refs(self) -> dict[str, Choice]:
+        def pick(f) -> Choice:
+            return {d.name: f(d.options) for d in self.dims}
+
+        return {"largest": pick(max), "smallest": pick(min),
+                "middle": pick(lambda options: options[(len(options) - 1) // 2])}
+
+    def references(self) -> list[str]:
+        """``largest``, ``smallest`` and ``middle`` (the middle option of every gene)."""
+        return list(self._refs())
+
+    def reference(self, name: str) -> Choice:
+        """A named reference choice."""
+        return self.reference_or_error(name, self._refs())  # type: ignore[attr-defined]
+
+
 def input_resolution(input_shape: Sequence[int]) -> int:
     """The resolution of a sample shaped ``input_shape``: its last dim, an image's side or a token window's length."""
     # Images are square, so their width is their height; a (1, 1, context) window's length is its width.

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from hwsearch.errors import ConfigError
 from hwsearch.ir import LayerSpec, NetSpec
 from hwsearch.spaces import register
-from hwsearch.spaces.base import Choice, Dim, SearchSpace, positive_options
+from hwsearch.spaces.base import Dim, MinMiddleMaxReferences, SearchSpace, positive_options
 from hwsearch.spaces.blockspecs import ViTBlockPlan, mlp_hidden
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ def block_layers(plan: ViTBlockPlan, prefix: str, n: int, t: int) -> tuple[Layer
     return tuple(layers)
 
 
-class GPTSpace(SearchSpace):
+class GPTSpace(MinMiddleMaxReferences, SearchSpace):
     """Decoder-only transformer with elastic embedding width, depth, per-layer heads and MLP ratio."""
 
     name = "gpt"
@@ -127,21 +127,6 @@ class GPTSpace(SearchSpace):
         from hwsearch.spaces._gpt_modules import GPT
 
         return GPT(self.plan(choice))
-
-    def _refs(self) -> dict[str, Choice]:
-        def pick(f) -> Choice:
-            return {d.name: f(d.options) for d in self.dims}
-
-        return {"largest": pick(max), "smallest": pick(min),
-                "middle": pick(lambda options: options[(len(options) - 1) // 2])}
-
-    def references(self) -> list[str]:
-        """``largest``, ``smallest`` and ``middle`` (the middle option of every gene)."""
-        return list(self._refs())
-
-    def reference(self, name: str) -> Choice:
-        """A named reference choice."""
-        return self.reference_or_error(name, self._refs())
 
 
 @register("gpt")

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from hwsearch.errors import ConfigError
 from hwsearch.ir import LayerSpec, NetSpec
 from hwsearch.spaces import register
-from hwsearch.spaces.base import Choice, Dim, SearchSpace, positive_options
+from hwsearch.spaces.base import Dim, MinMiddleMaxReferences, SearchSpace, positive_options
 from hwsearch.spaces.blockspecs import ViTBlockPlan, mlp_hidden
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ class ViTPlan:
         return self.grid * self.grid
 
 
-class ViTSpace(SearchSpace):
+class ViTSpace(MinMiddleMaxReferences, SearchSpace):
     """ViT with elastic embedding width, depth, per-layer heads and per-layer MLP ratio."""
 
     name = "vit"
@@ -139,21 +139,6 @@ class ViTSpace(SearchSpace):
         from hwsearch.spaces.blocks import VisionTransformer
 
         return VisionTransformer(self.plan(choice))
-
-    def _refs(self) -> dict[str, Choice]:
-        def pick(f) -> Choice:
-            return {d.name: f(d.options) for d in self.dims}
-
-        return {"largest": pick(max), "smallest": pick(min),
-                "middle": pick(lambda options: options[(len(options) - 1) // 2])}
-
-    def references(self) -> list[str]:
-        """``largest``, ``smallest`` and ``middle`` (the middle option of every gene)."""
-        return list(self._refs())
-
-    def reference(self, name: str) -> Choice:
-        """A named reference choice."""
-        return self.reference_or_error(name, self._refs())
 
 
 @register("vit")
