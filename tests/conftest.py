@@ -46,6 +46,17 @@ def tiny_experiment() -> Callable[..., dict[str, Any]]:
 
 # ---- engine: a local Ray, and a run watched from outside ----------------------------------------
 @pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny forward passes: a second thread only spins against the other tests sharing the cores."""
+    import torch  # deferred: most tests never touch torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
 def ray_local():
     """One local Ray instance (2 CPUs, no dashboard) for every test of a module: start-up costs seconds."""
     import ray

@@ -19,13 +19,7 @@ from hwsearch.compress.tiles import (
 )
 from hwsearch.errors import ConfigError
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _weight(k, c, seed=0):

@@ -8,13 +8,7 @@ from hwsearch import spaces
 from hwsearch.errors import ConfigError
 from hwsearch.estimators.counters import count_params, trace_netspec
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"num_classes": 17, "context": 12, "head_dim": 8, "embeds": [16, 24]}])

@@ -22,13 +22,7 @@ RANDOM_CHOICES = 100
 RANDOM_CHOICES_PER_SPACE = {"fbnet": 25}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny forward passes: a second thread only spins against the other tests sharing the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _traced(space, choice, batch=1):

@@ -26,12 +26,7 @@ TINY = {"context": 8, "embeds": [8, 16], "head_dim": 4, "depths": [1, 2], "heads
 PLAN = {"preset": "tiny", "max_steps_per_epoch": 2, "recipe": {"batch_size": 16}}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
