@@ -56,6 +56,13 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture
+def isolated_data(tmp_path, monkeypatch):
+    """No test reads a real copy of a data set or a real cache: both folders are empty ones under tmp_path."""
+    monkeypatch.setenv("HWSEARCH_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("HWSEARCH_CACHE", str(tmp_path / "cache"))
+
+
 @pytest.fixture(scope="module")
 def ray_local():
     """One local Ray instance (2 CPUs, no dashboard) for every test of a module: start-up costs seconds."""

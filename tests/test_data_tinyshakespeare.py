@@ -17,15 +17,7 @@ from hwsearch.train import Recipe, train_and_evaluate
 TEXT = "".join(f"Line {i}: to be, or not to be; that is the question? {'xyz'[i % 3]}\n" for i in range(80))
 
 
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    """No test reads a real copy: the search folders are empty ones under tmp_path."""
-    monkeypatch.setenv("HWSEARCH_DATA", str(tmp_path / "data"))
-    monkeypatch.setenv("HWSEARCH_CACHE", str(tmp_path / "cache"))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("isolated_data", "one_torch_thread")
 
 
 @pytest.fixture

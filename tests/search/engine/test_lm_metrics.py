@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
 
 from hwsearch.errors import ConfigError
 from hwsearch.lm_eval import lm_score
@@ -18,15 +17,7 @@ TINY = {"context": 8, "embeds": [8, 16], "head_dim": 4, "depths": [1, 2], "heads
 LM = ("val_loss", "val_perplexity", "test_loss", "test_perplexity")
 
 
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    """No test reads a real copy of the text or a real cache."""
-    monkeypatch.setenv("HWSEARCH_DATA", str(tmp_path / "data"))
-    monkeypatch.setenv("HWSEARCH_CACHE", str(tmp_path / "cache"))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("isolated_data", "one_torch_thread")
 
 
 def _config(tmp_path, evaluator: str, objective: str = "val_perplexity", **sections):
