@@ -237,8 +237,6 @@ def _naas_markdown(cfg: Any, s: Any, co: list[dict], pairs: list[dict], bases: l
         "(`refine` with the agent off) for the same epochs. One seed (0): the CPU budget allowed no more."
         + (f" Not trained in time, so missing below: {', '.join(missing)}." if missing else ""),
         "",
-        "Co-searched pairs after final training:",
-        "",
     ]
     if any(abs(x["latency_ms"] - x["run_latency_ms"]) > 1e-6 * x["run_latency_ms"] for x in co):
         lines += ["Every pair, baseline or co-searched, is priced here by the current accelerator model. The run "
@@ -248,6 +246,8 @@ def _naas_markdown(cfg: Any, s: Any, co: list[dict], pairs: list[dict], bases: l
                   + ", ".join(f"{x['run_latency_ms']:.3f}" for x in sorted(co, key=lambda x: -x["test_acc"]))
                   + " ms for the pairs below.", ""]
     lines += [
+        "Co-searched pairs after final training:",
+        "",
         "| trial | accelerator | MMACs | test % | latency ms | energy mJ | EDP mJ·ms | area mm² | peak W |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
