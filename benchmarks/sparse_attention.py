@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> tuple[list[dict], dict]:
     # the data as a reader would name it: where this machine keeps its copy is nobody else's business
     shown = f"cifar10?train_subset={args.train_subset}" if args.source == "cifar10" else source
     setting = {"source": shown, "reference": args.reference, "depth": len(qkv), "tokens": shape[1] // options["patch_size"],
-               "schedule": rows[1]["tokens"]}
+               "schedule": [round(k, 2) for k in rows[1]["tokens"]]}
     return rows, setting
 
 
@@ -202,7 +202,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.no_write:
         print(body)
     else:
-        command = (f"python -m benchmarks.sparse_attention --seed {args.seed} --epochs {args.epochs} "
+        subset = f"--train-subset {args.train_subset} " if args.source == "cifar10" else f"--source {args.source} "
+        command = (f"python -m benchmarks.sparse_attention {subset}--seed {args.seed} --epochs {args.epochs} "
                    f"--ft-epochs {args.ft_epochs} --presets {','.join(args.presets)}")
         write_section(SECTION, body, command)
 
