@@ -21,7 +21,7 @@ is fine-grained <= mixed vectors < blocks, head pruning collapsing past about a 
 
 The copy is found as the ``tinyshakespeare`` data source finds it (``$HWSEARCH_DATA``), else at
 ``../shared/datasets/tinyshakespeare/`` beside the project root. ``--train-windows`` trains on a
-subset, for a smoke test.
+subset (a smoke test, or a CPU-sized run).
 
     python -m benchmarks.gpt_pruning [--reference middle] [--epochs 10] [--ft-epochs 2] [--seed 1]
 """
@@ -51,6 +51,8 @@ from hwsearch.compress.sparsity import fine_mask
 from hwsearch.compress.tiles import choose_length, dominant_direction
 from hwsearch.data import load_data
 from hwsearch.datasets.tinyshakespeare import TextDataset
+from hwsearch.hwmodel import Accelerator, hardware_metrics
+from hwsearch.ir import NetSpec
 from hwsearch.lm_eval import split_score
 from hwsearch.train import Recipe, train_and_evaluate
 
@@ -106,6 +108,13 @@ def scores(model: torch.nn.Module, data: TextDataset) -> dict[str, float]:
     return {**split_score(model, data, "val").to_dict("val_"), **split_score(model, data, "test").to_dict("test_")}
 
 
+def priced(net: NetSpec, presets: list[str]) -> dict[str, dict[str, float]]:
+    """Latency and energy of ``net`` at 8-bit on each preset (a float network runs at their native width)."""
+    layers = tuple(layer.with_(w_bits=8, a_bits=8) if layer.has_weights else layer for layer in net.layers)
+    at8 = NetSpec(layers, net.input_shape, net.name).with_inherited_activation_bits()
+    return {p: hardware_metrics(at8, Accelerator.preset(p)) for p in presets}
+
+
 def run(args: argparse.Namespace) -> list[dict]:
     """Train the reference, prune it every way at every ratio, fine-tune each; one row per network."""
     data = load_data(source(args.context), seed=args.seed)
@@ -124,7 +133,8 @@ def run(args: argparse.Namespace) -> list[dict]:
     dense = space.to_netspec(choice)
     layers = block_linears(model, shape)
     names = {layer.name for layer in layers}
-    rows = [{"kind": "dense", "ratio": 0.0, "removed": 0.0, "train_time_s": base.train_time_s, **scores(model, data)}]
+    rows = [{"kind": "dense", "ratio": 0.0, "removed": 0.0, "train_time_s": base.train_time_s, **scores(model, data),
+             "hw": priced(dense, args.presets)}]
     print(json.dumps(rows[0]), flush=True)
     for kind in args.kinds:
         for ratio in args.ratios:
@@ -138,7 +148,7 @@ def run(args: argparse.Namespace) -> list[dict]:
             net = compressed_netspec(small, shape)
             row = {"kind": kind, "ratio": ratio, "removed": removed_share(dense, net, names),
                    "before_ft": before, **scores(small, data), "effective_macs": net.effective_macs,
-                   "macs": net.macs, "ft_time_s": ft.train_time_s, "vectors": chosen}
+                   "macs": net.macs, "ft_time_s": ft.train_time_s, "vectors": chosen, "hw": priced(net, args.presets)}
             print(json.dumps(row), flush=True)
             rows.append(row)
     return rows
@@ -153,14 +163,18 @@ def render(rows: list[dict], args: argparse.Namespace) -> str:
         f"each pruned network fine-tuned {args.ft_epochs} epochs at lr {args.ft_lr:g}. Loss in nats per character; "
         "'removed' is the share of the blocks' matrix weights gone, from the compressed NetSpec.",
         "",
-        "| pruning | target | removed | val ppl before fine-tune | val loss | val ppl | test ppl |",
-        "|---|---|---|---|---|---|---|",
+        "| pruning | target | removed | val ppl before fine-tune | val loss | val ppl | test ppl | "
+        + " | ".join(f"{p} ms / mJ (x dense)" for p in args.presets) + " |",
+        "|---|---|---|---|---|---|---|" + "---|" * len(args.presets),
     ]
+    dense_hw = rows[0]["hw"]
     for r in rows:
         pre = r.get("before_ft", {}).get("val_perplexity")
+        hw = " | ".join(f"{r['hw'][p]['latency_ms']:.3f} / {r['hw'][p]['energy_mj']:.4f} "
+                        f"({dense_hw[p]['latency_ms'] / r['hw'][p]['latency_ms']:.2f}x)" for p in args.presets)
         lines.append(f"| {r['kind']} | {r['ratio']:.1f} | {r['removed']:.2f} | "
                      f"{'-' if pre is None else f'{pre:.2f}'} | {r['val_loss']:.3f} | {r['val_perplexity']:.2f} | "
-                     f"{r['test_perplexity']:.2f} |")
+                     f"{r['test_perplexity']:.2f} | {hw} |")
     chosen = [f"{r['ratio']:.1f}: " + ", ".join(f"{n} {v}" for n, v in r["vectors"].items())
               for r in rows if r["kind"] == "vector"]
     if chosen:
@@ -173,6 +187,8 @@ def main(argv: list[str] | None = None) -> None:
     """Run the benchmark and write (or print) its section."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--reference", default="middle")
+    p.add_argument("--presets", type=lambda s: s.split(","), default=["edge-systolic", "edge-sparse"],
+                   help="accelerator presets to price on: one without and one with vector-sparsity support")
     p.add_argument("--context", type=int, default=64)
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--ft-epochs", type=int, default=2)
@@ -193,11 +209,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.rows is not None:
         args.rows.write_text(json.dumps(rows, indent=1))
     body = render(rows, args)
-    if args.no_write or args.train_windows:
+    if args.no_write:
         print(body)
     else:
-        command = (f"python -m benchmarks.gpt_pruning --reference {args.reference} --epochs {args.epochs} "
-                   f"--ft-epochs {args.ft_epochs} --seed {args.seed}")
+        windows = f"--train-windows {args.train_windows} " if args.train_windows else ""
+        command = (f"python -m benchmarks.gpt_pruning --reference {args.reference} {windows}--epochs {args.epochs} "
+                   f"--ft-epochs {args.ft_epochs} --seed {args.seed} --presets {','.join(args.presets)}")
         write_section("gpt_pruning", body, command)
 
 
