@@ -40,8 +40,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks.report import ROOT, write_section
-from hwsearch.io import atomic_write_json, file_lock
+from benchmarks.report import ROOT, kept, spread, write_section
+from hwsearch.io import atomic_write_json
 
 OUT = ROOT / "runs" / "benchmarks" / "cifar10_headline"
 DATA = "cifar10?train_subset=5000"
@@ -74,19 +74,8 @@ def _costs(spec: Any, presets: tuple[str, ...]) -> dict[str, dict[str, float]]:
 
 # ---- results kept between runs ------------------------------------------------------------------
 def _cached(name: str, key: str, work: Callable[[], dict[str, Any]], compute: bool = True) -> dict[str, Any] | None:
-    """``work()`` once per (file, key): results survive an interrupted benchmark (None: not kept, not
-    ``compute``)."""
-    path = OUT / f"{name}.json"
-    known = json.loads(path.read_text()) if path.exists() else {}
-    if key in known:
-        return known[key]
-    if not compute:
-        return None
-    value = work()
-    with file_lock(OUT / f"{name}.lock"):
-        known = json.loads(path.read_text()) if path.exists() else {}
-        atomic_write_json(path, {**known, key: value})
-    return value
+    """``work()`` once per (file, key) under `OUT` (see `benchmarks.report.kept`)."""
+    return kept(OUT, name, key, work, compute)
 
 
 def _pct(x: float) -> str:
@@ -364,8 +353,7 @@ def _median(rows: list[dict], method: str, key: str) -> float:
 
 
 def _spread(rows: list[dict], method: str, key: str = "test_acc") -> str:
-    vals = [r[key] for r in rows if r["method"] == method]
-    return f"{_pct(statistics.median(vals))}" + (f" [{_pct(min(vals))}, {_pct(max(vals))}]" if len(vals) > 1 else "")
+    return spread([100 * r[key] for r in rows if r["method"] == method])
 
 
 def _amc_markdown(net: Any, rows: list[dict], seeds: list[int], epochs: int, base_epochs: int,

@@ -23,7 +23,12 @@ The copy is found as the ``tinyshakespeare`` data source finds it (``$HWSEARCH_D
 ``../shared/datasets/tinyshakespeare/`` beside the project root. ``--train-windows`` trains on a
 subset (a smoke test, or a CPU-sized run).
 
-    python -m benchmarks.gpt_pruning [--reference middle] [--epochs 10] [--ft-epochs 2] [--seed 1]
+Each seed trains its own reference and prunes it; the table gives the median over seeds with the
+range in brackets. A seed's rows are kept in ``runs/benchmarks/gpt_pruning/`` (keyed by every setting),
+with each network's compressed NetSpec, so more seeds can be added later and the hardware columns are
+priced when the report is written: a correction to the accelerator model reaches them untrained.
+
+    python -m benchmarks.gpt_pruning [--reference middle] [--epochs 10] [--ft-epochs 2] [--seeds 1 2 3]
 """
 
 from __future__ import annotations
@@ -32,11 +37,11 @@ import argparse
 import dataclasses
 import json
 import os
-from pathlib import Path
+import statistics
 
 import torch
 
-from benchmarks.report import ROOT, write_section
+from benchmarks.report import ROOT, kept, spread, write_section
 from hwsearch import spaces
 from hwsearch.compress import (
     LayerPolicy,
@@ -60,6 +65,10 @@ KINDS = ("fine", "vector", "head", "block")
 RATIOS = (0.6, 0.7, 0.8)
 LENGTHS = (16, 8, 4, 2)
 SHARED_COPY = ROOT.parent / "shared" / "datasets" / "tinyshakespeare"
+OUT = ROOT / "runs" / "benchmarks" / "gpt_pruning"
+# settings that change what a seed's rows are: the key its rows are kept under
+TRAINING = ("reference", "context", "epochs", "ft_epochs", "lr", "ft_lr", "batch_size", "kinds", "ratios", "block",
+            "tolerance", "train_windows")
 
 
 def source(context: int) -> str:
@@ -115,70 +124,92 @@ def priced(net: NetSpec, presets: list[str]) -> dict[str, dict[str, float]]:
     return {p: hardware_metrics(at8, Accelerator.preset(p)) for p in presets}
 
 
-def run(args: argparse.Namespace) -> list[dict]:
+def run(args: argparse.Namespace, seed: int) -> list[dict]:
     """Train the reference, prune it every way at every ratio, fine-tune each; one row per network."""
-    data = load_data(source(args.context), seed=args.seed)
+    data = load_data(source(args.context), seed=seed)
     if args.train_windows:
         data = dataclasses.replace(data, x_train=data.x_train[:args.train_windows],
                                    y_train=data.y_train[:args.train_windows])
     space = spaces.get("gpt", num_classes=data.num_classes, context=args.context)
     choice = space.reference(args.reference)
     shape = space.input_shape(choice)
-    torch.manual_seed(args.seed)
+    torch.manual_seed(seed)
     model = space.build(choice)
     recipe = Recipe(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, label_smoothing=0.0,
                     warmup_epochs=min(1.0, args.epochs / 10), threads=1)
-    base = train_and_evaluate(model, data, recipe=recipe, seed=args.seed)
+    base = train_and_evaluate(model, data, recipe=recipe, seed=seed)
     model.eval()
     dense = space.to_netspec(choice)
     layers = block_linears(model, shape)
     names = {layer.name for layer in layers}
     rows = [{"kind": "dense", "ratio": 0.0, "removed": 0.0, "train_time_s": base.train_time_s, **scores(model, data),
-             "hw": priced(dense, args.presets)}]
+             "netspec": dense.to_dict()}]
     print(json.dumps(rows[0]), flush=True)
     for kind in args.kinds:
         for ratio in args.ratios:
             policy, chosen = policy_for(kind, ratio, model, layers, args.block, args.tolerance)
             small = apply_policy(model, policy, shape)
             before = scores(small, data)
-            ft = fine_tune(small, data, epochs=args.ft_epochs, seed=args.seed,
+            ft = fine_tune(small, data, epochs=args.ft_epochs, seed=seed,
                            recipe=fine_tune_recipe(args.ft_epochs, lr=args.ft_lr, batch_size=args.batch_size,
                                                    threads=1))
             small.eval()
             net = compressed_netspec(small, shape)
             row = {"kind": kind, "ratio": ratio, "removed": removed_share(dense, net, names),
                    "before_ft": before, **scores(small, data), "effective_macs": net.effective_macs,
-                   "macs": net.macs, "ft_time_s": ft.train_time_s, "vectors": chosen, "hw": priced(net, args.presets)}
+                   "macs": net.macs, "ft_time_s": ft.train_time_s, "vectors": chosen, "netspec": net.to_dict()}
             print(json.dumps(row), flush=True)
             rows.append(row)
     return rows
 
 
-def render(rows: list[dict], args: argparse.Namespace) -> str:
-    """The BENCHMARKS.md section body."""
+def render(runs: dict[int, list[dict]], args: argparse.Namespace) -> str:
+    """The BENCHMARKS.md section body: per network the median over seeds, the range in brackets."""
+    for rows in runs.values():
+        for r in rows:
+            r["hw"] = priced(NetSpec.from_dict(r["netspec"]), args.presets)
+    seeds = sorted(runs)
+    first = runs[seeds[0]]
+
+    def over(i: int, get) -> list[float]:
+        return [get(runs[s][i]) for s in seeds]
+
+    def hw(i: int, p: str, key: str) -> float:
+        return statistics.median(over(i, lambda r: r["hw"][p][key]))
+
     lines = [
         "## GPT on tiny-shakespeare: fine-grained, mixed-length vector, head and block pruning",
         "",
-        f"`gpt` {args.reference} reference, context {args.context}, seed {args.seed}; trained {args.epochs} epochs, "
-        f"each pruned network fine-tuned {args.ft_epochs} epochs at lr {args.ft_lr:g}. Loss in nats per character; "
-        "'removed' is the share of the blocks' matrix weights gone, from the compressed NetSpec.",
+        f"`gpt` {args.reference} reference, context {args.context}, seeds {', '.join(map(str, seeds))} (median, range "
+        f"in brackets); each seed trains its own reference for {args.epochs} epochs, and each pruned network is "
+        f"fine-tuned {args.ft_epochs} epochs at lr {args.ft_lr:g}. Loss in nats per character; 'removed' is the share "
+        "of the blocks' matrix weights gone, from the compressed NetSpec; latency and energy at 8 bits from the "
+        "accelerator model (median over seeds: the vector lengths chosen may differ between seeds).",
         "",
         "| pruning | target | removed | val ppl before fine-tune | val loss | val ppl | test ppl | "
         + " | ".join(f"{p} ms / mJ (x dense)" for p in args.presets) + " |",
         "|---|---|---|---|---|---|---|" + "---|" * len(args.presets),
     ]
-    dense_hw = rows[0]["hw"]
-    for r in rows:
-        pre = r.get("before_ft", {}).get("val_perplexity")
-        hw = " | ".join(f"{r['hw'][p]['latency_ms']:.3f} / {r['hw'][p]['energy_mj']:.4f} "
-                        f"({dense_hw[p]['latency_ms'] / r['hw'][p]['latency_ms']:.2f}x)" for p in args.presets)
-        lines.append(f"| {r['kind']} | {r['ratio']:.1f} | {r['removed']:.2f} | "
-                     f"{'-' if pre is None else f'{pre:.2f}'} | {r['val_loss']:.3f} | {r['val_perplexity']:.2f} | "
-                     f"{r['test_perplexity']:.2f} | {hw} |")
+    for i, r in enumerate(first):
+        pre = "-" if "before_ft" not in r else spread(over(i, lambda x: x["before_ft"]["val_perplexity"]), ".2f")
+        cells = " | ".join(f"{hw(i, p, 'latency_ms'):.3f} / {hw(i, p, 'energy_mj'):.4f} "
+                           f"({hw(0, p, 'latency_ms') / hw(i, p, 'latency_ms'):.2f}x)" for p in args.presets)
+        lines.append(f"| {r['kind']} | {r['ratio']:.1f} | {statistics.median(over(i, lambda x: x['removed'])):.2f} | "
+                     f"{pre} | {statistics.median(over(i, lambda x: x['val_loss'])):.3f} | "
+                     f"{spread(over(i, lambda x: x['val_perplexity']), '.2f')} | "
+                     f"{spread(over(i, lambda x: x['test_perplexity']), '.2f')} | {cells} |")
+    lines += ["", "The paper's ordering, fine-grained <= mixed vectors < blocks, held per seed on validation "
+              "perplexity at:", ""]
+    for ratio in args.ratios:
+        ppl = {s: {r["kind"]: r["val_perplexity"] for r in runs[s] if r["ratio"] == ratio} for s in seeds}
+        held = [s for s in seeds if {"fine", "vector", "block"} <= set(ppl[s])
+                and ppl[s]["fine"] <= ppl[s]["vector"] < ppl[s]["block"]]
+        lines.append(f"- {ratio:.1f}: {len(held)} of {len(seeds)} seeds")
     chosen = [f"{r['ratio']:.1f}: " + ", ".join(f"{n} {v}" for n, v in r["vectors"].items())
-              for r in rows if r["kind"] == "vector"]
+              for r in first if r["kind"] == "vector"]
     if chosen:
-        lines += ["", "Vector length and direction (r: along rows, c: along columns) per matrix, by ratio:", ""]
+        lines += ["", f"Vector length and direction (r: along rows, c: along columns) per matrix, by ratio, seed "
+                  f"{seeds[0]}:", ""]
         lines += [f"- {c}" for c in chosen]
     return "\n".join(lines)
 
@@ -195,26 +226,24 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--ft-lr", type=float, default=3e-4)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seeds", type=int, nargs="+", default=[1])
     p.add_argument("--kinds", type=lambda s: s.split(","), default=list(KINDS))
     p.add_argument("--ratios", type=lambda s: [float(v) for v in s.split(",")], default=list(RATIOS))
     p.add_argument("--block", type=int, default=8)
     p.add_argument("--tolerance", type=float, default=0.1)
     p.add_argument("--train-windows", type=int, default=0, help="train on the first N windows only (0: all)")
-    p.add_argument("--rows", type=Path, default=None, help="also write the rows to this JSON file")
     p.add_argument("--no-write", action="store_true", help="print the section instead of writing BENCHMARKS.md")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    rows = run(args)
-    if args.rows is not None:
-        args.rows.write_text(json.dumps(rows, indent=1))
-    body = render(rows, args)
+    setting = json.dumps({k: getattr(args, k) for k in TRAINING}, sort_keys=True)
+    runs = {seed: kept(OUT, "rows", json.dumps([setting, seed]), lambda s=seed: run(args, s)) for seed in args.seeds}
+    body = render(runs, args)
     if args.no_write:
         print(body)
     else:
         windows = f"--train-windows {args.train_windows} " if args.train_windows else ""
         command = (f"python -m benchmarks.gpt_pruning --reference {args.reference} {windows}--epochs {args.epochs} "
-                   f"--ft-epochs {args.ft_epochs} --seed {args.seed} --presets {','.join(args.presets)}")
+                   f"--ft-epochs {args.ft_epochs} --seeds {' '.join(map(str, args.seeds))} --presets {','.join(args.presets)}")
         write_section("gpt_pruning", body, command)
 
 

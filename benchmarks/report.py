@@ -8,17 +8,44 @@ appended. The file is written atomically, so two benchmarks finishing together c
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
 import re
+import statistics
 import subprocess
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-from hwsearch.io import atomic_write_text, file_lock
+from hwsearch.io import atomic_write_json, atomic_write_text, file_lock
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
 HEADER = "# Benchmarks\n\nEvery figure below comes from a script in `benchmarks/`; the command is given with each section.\n"
+
+
+def kept(folder: Path, name: str, key: str, work: Callable[[], Any], compute: bool = True) -> Any:
+    """``work()`` once per (``folder/name.json``, ``key``), so a benchmark interrupted or run again with
+    more seeds continues where it stopped (None: not kept and not ``compute``)."""
+    path = folder / f"{name}.json"
+    known = json.loads(path.read_text()) if path.exists() else {}
+    if key in known:
+        return known[key]
+    if not compute:
+        return None
+    value = work()
+    folder.mkdir(parents=True, exist_ok=True)
+    with file_lock(folder / f"{name}.lock"):  # two benchmarks may add keys to one file at once
+        known = json.loads(path.read_text()) if path.exists() else {}
+        atomic_write_json(path, {**known, key: value})
+    return value
+
+
+def spread(values: Sequence[float], fmt: str = ".1f") -> str:
+    """``median [min, max]`` of ``values`` (the median alone for one value)."""
+    mid = format(statistics.median(values), fmt)
+    return mid if len(values) < 2 else f"{mid} [{format(min(values), fmt)}, {format(max(values), fmt)}]"
 
 
 def machine() -> str:

@@ -102,13 +102,17 @@ def main(argv: list[str] | None = None) -> None:
         refined = refined_vs_scratch(run, args.scratch_seeds)
         from hwsearch.search.engine.rundir import RunDir
 
-        source = RunDir(run).config().data.source
+        cfg = RunDir(run).config()
+        source = cfg.data.source
+        # the searched accelerator when the run co-searched one, else the one the config priced on
+        accel = str(bundle / "hardware.json") if (bundle / "hardware.json").is_file() else cfg.hardware.get("accelerator")
         hw = None
-        if (bundle / "hardware.json").is_file():
-            hw = json.loads(_cli("hw", "cost", "--accel", str(bundle / "hardware.json"), "--layers",
-                                 str(bundle / "netspec.json"), "--format", "json"))["total"]
+        if accel and "latency_ms" in report:
+            hw = json.loads(_cli("hw", "cost", "--accel", accel, "--layers", str(bundle / "netspec.json"),
+                                 "--mapper", "fast", "--format", "json"))["total"]
     check = report["export_check"]
     best = s["best"]
+    lm = check.get("torchscript_test_perplexity") is not None  # a language model: judged by perplexity
     body = (
         f"## An experiment end to end (`hwsearch run {args.config}`)\n\n"
         f"{args.config}: {s['space']} on `{source}`, searcher {s['searcher']}, objectives "
@@ -119,15 +123,20 @@ def main(argv: list[str] | None = None) -> None:
         f"| {wall:.0f} s |\n"
         f"| trials finished / failed / budget | {s['finished']} / {s['failed']} / {s['budget']} |\n"
         f"| Pareto front size | {len(s['pareto'])} |\n"
-        f"| best trial val / test top-1 | {100 * best['val_acc']:.1f}% / {100 * best['test_acc']:.1f}% "
-        f"at {best['macs'] / 1e6:.2f} MMACs |\n"
-        f"| exported TorchScript / ONNX Runtime test top-1 | {100 * check['torchscript_test_acc']:.2f}% / "
-        f"{100 * check['onnx_test_acc']:.2f}% (reported {100 * check['reported_test_acc']:.2f}%) |\n"
-        f"| max abs logit difference TorchScript vs ONNX | {check['max_logit_diff']:.1e} |\n"
+        + (f"| best trial val / test perplexity | {best['val_perplexity']:.3f} / {best['test_perplexity']:.3f} "
+           f"at {best['macs'] / 1e6:.2f} MMACs |\n"
+           f"| exported TorchScript / ONNX Runtime test perplexity | {check['torchscript_test_perplexity']:.4f} / "
+           f"{check['onnx_test_perplexity']:.4f} (reported {check['reported_test_perplexity']:.4f}) |\n" if lm else
+           f"| best trial val / test top-1 | {100 * best['val_acc']:.1f}% / {100 * best['test_acc']:.1f}% "
+           f"at {best['macs'] / 1e6:.2f} MMACs |\n"
+           f"| exported TorchScript / ONNX Runtime test top-1 | {100 * check['torchscript_test_acc']:.2f}% / "
+           f"{100 * check['onnx_test_acc']:.2f}% (reported {100 * check['reported_test_acc']:.2f}%) |\n")
+        + f"| max abs logit difference TorchScript vs ONNX | {check['max_logit_diff']:.1e} |\n"
     )
     if hw is not None:
+        where = "the exported hardware.json" if accel.endswith(".json") else f"`{accel}`"
         body += (f"| reported latency / energy | {report['latency_ms']:.6g} ms / {report['energy_mj']:.6g} mJ |\n"
-                 f"| `hwsearch hw cost` on the exported hardware.json + netspec.json | "
+                 f"| `hwsearch hw cost --mapper fast` on {where} + the exported netspec.json | "
                  f"{hw['latency_s'] * 1e3:.6g} ms / {hw['energy_pj'] * 1e-9:.6g} mJ |\n")
     if refined:
         n_test = refined[0]["n_test"]
