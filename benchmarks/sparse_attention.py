@@ -20,7 +20,12 @@ attention products only where the preset declares sparse-attention support. The 
 for comparison: on ImageNet DeiT-Tiny/Small/Base the pair costs 0.9 / 0.5 / 0.2 points against
 sparse attention alone and runs 1.31x faster end to end.
 
-    python -m benchmarks.sparse_attention [--seed 3] [--epochs 30] [--ft-epochs 3] [--presets edge-systolic,edge-sparse]
+Each seed trains its own reference; the table gives the median over seeds with the range in brackets.
+A seed's rows are kept in ``runs/benchmarks/sparse_attention/`` (keyed by every setting) with each
+network's compressed NetSpec, so seeds can be added later and latency is priced when the report is
+written.
+
+    python -m benchmarks.sparse_attention [--seeds 3 4 5] [--epochs 30] [--ft-epochs 3] [--presets edge-systolic,edge-sparse]
     python -m benchmarks.sparse_attention --source digits --epochs 1 --ft-epochs 1 --no-write   # smoke test
 """
 
@@ -29,6 +34,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -36,7 +42,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
-from benchmarks.report import ROOT, write_section  # noqa: E402
+from benchmarks.report import ROOT, kept, spread, write_section  # noqa: E402
 from hwsearch import spaces  # noqa: E402
 from hwsearch.compress import (  # noqa: E402
     LayerPolicy,
@@ -60,6 +66,10 @@ SPARSITIES = (0.5, 0.6, 0.7, 0.8)
 # The same array without and with sparse-attention support (``edge-sparse`` comes with the
 # attention-aware cost model of `hwsearch.hwmodel`; ``--presets`` names others).
 PRESETS = ("edge-systolic", "edge-sparse")
+OUT = ROOT / "runs" / "benchmarks" / SECTION
+# settings that change what a seed's rows are: the key its rows are kept under
+TRAINING = ("source", "train_subset", "reference", "epochs", "ft_epochs", "ft_lr", "sparsities", "token_keep", "exempt",
+            "calib")
 
 
 def at_8_bits(net: NetSpec) -> NetSpec:
@@ -97,7 +107,7 @@ def attention_share(net: NetSpec) -> float:
     return sum(x.effective_macs for x in products) / dense if dense else 1.0
 
 
-def run(args: argparse.Namespace) -> tuple[list[dict], dict]:
+def run(args: argparse.Namespace, seed: int) -> dict:
     """Train the reference, compress and fine-tune every variant; one row per network, and the setting."""
     if args.source == "cifar10":
         source = f"cifar10:{args.data}?train_subset={args.train_subset}"
@@ -110,64 +120,85 @@ def run(args: argparse.Namespace) -> tuple[list[dict], dict]:
     shape = space.input_shape(choice)
     data = data.at_resolution(shape[1])
     recipe = RECIPES["cifar10-cpu"].model_copy(update={"epochs": args.epochs, "threads": args.threads})
-    torch.manual_seed(args.seed)
+    torch.manual_seed(seed)
     model = space.build(choice)
-    base = train_and_evaluate(model, data, seed=args.seed, recipe=recipe)
+    base = train_and_evaluate(model, data, seed=seed, recipe=recipe)
     model.eval()
     qkv = [x.name for x in prunable_layers(model, shape) if x.unit == "heads" and x.leader]
-    accels = {name: Accelerator.preset(name) for name in args.presets}
     dense_net = compressed_netspec(model, shape)
     rows = [{"kind": "dense", "sparsity": 0.0, "before_ft": base.test_acc, "test_acc": base.test_acc,
-             "attention_kept": 1.0, "macs": dense_net.macs, "hw": hardware(dense_net, accels)}]
+             "attention_kept": 1.0, "macs": dense_net.macs, "netspec": dense_net.to_dict()}]
     print(json.dumps(rows[0]), flush=True)
     calib = data.x_train[:args.calib]
     ft_recipe = fine_tune_recipe(args.ft_epochs, lr=args.ft_lr, threads=args.threads)
     for kind, sparsity, policy in variants(qkv, len(qkv), args):
         small = apply_policy(model, policy, shape, calib=calib).eval()
         before = evaluate(small, data.x_test, data.y_test)
-        ft = fine_tune(small, data, epochs=args.ft_epochs, seed=args.seed, recipe=ft_recipe, teacher=model)
+        ft = fine_tune(small, data, epochs=args.ft_epochs, seed=seed, recipe=ft_recipe, teacher=model)
         small.eval()
         net = compressed_netspec(small, shape)
         row = {"kind": kind, "sparsity": sparsity, "before_ft": before, "test_acc": ft.test_acc,
                "tokens": list(policy.tokens), "attention_kept": attention_share(net), "macs": net.macs,
-               "hw": hardware(net, accels), "ft_time_s": ft.train_time_s}
+               "netspec": net.to_dict(), "ft_time_s": ft.train_time_s}
         print(json.dumps(row), flush=True)
         rows.append(row)
     # the data as a reader would name it: where this machine keeps its copy is nobody else's business
     shown = f"cifar10?train_subset={args.train_subset}" if args.source == "cifar10" else source
     setting = {"source": shown, "reference": args.reference, "depth": len(qkv), "tokens": shape[1] // options["patch_size"],
                "schedule": [round(k, 2) for k in rows[1]["tokens"]]}
-    return rows, setting
+    return {"rows": rows, "setting": setting}
 
 
-def render(rows: list[dict], setting: dict, args: argparse.Namespace) -> str:
-    """The BENCHMARKS.md section body."""
+def render(runs: dict[int, dict], args: argparse.Namespace) -> str:
+    """The BENCHMARKS.md section body: per network the median over seeds, the range in brackets."""
     presets = list(args.presets)
-    sparse_only = {r["sparsity"]: r for r in rows if r["kind"] == "sparse"}
+    accels = {name: Accelerator.preset(name) for name in presets}
+    seeds = sorted(runs)
+    setting = runs[seeds[0]]["setting"]
+    for out in runs.values():
+        for r in out["rows"]:
+            r["hw"] = hardware(NetSpec.from_dict(r["netspec"]), accels)
+    first = runs[seeds[0]]["rows"]
+
+    def over(i: int, get) -> list[float]:
+        return [get(runs[s]["rows"][i]) for s in seeds]
+
+    def alone(rows: list[dict], r: dict) -> dict | None:
+        """The row of sparse attention alone at ``r``'s sparsity (None unless ``r`` is a pair)."""
+        if r["kind"] != "sparse+tokens":
+            return None
+        return next(x for x in rows if x["kind"] == "sparse" and x["sparsity"] == r["sparsity"])
+
     lines = [
         "## Static sparse attention with token pruning (`vit`, CIFAR-10)",
         "",
         f"`vit` {setting['reference']} (`profile: cifar10`, {setting['depth']} blocks, {setting['tokens'] ** 2} tokens), "
-        f"{setting['source']}, seed {args.seed}: trained {args.epochs} epochs, each compressed network fine-tuned "
+        f"{setting['source']}, seeds {', '.join(map(str, seeds))} (median, range in brackets; each seed trains its "
+        f"own reference): trained {args.epochs} epochs, each compressed network fine-tuned "
         f"{args.ft_epochs} epochs at lr {args.ft_lr:g} distilling from the dense one. Masks from the attention "
         f"averaged over {args.calib} training images; token schedule {setting['schedule']} (share of tokens left "
         "after each block). Test accuracy in %; latency at 8 bits, whole network, from the accelerator model; "
-        "'x vs sparse' is the latency of sparse attention alone at the same sparsity over that of the pair.",
+        "'x vs sparse' is the latency of sparse attention alone at the same sparsity over that of the pair; "
+        "'Δ vs sparse alone' is taken per seed.",
         "",
         "| network | sparsity | attention MACs kept | acc before fine-tune | acc | Δ vs sparse alone | "
         + " | ".join(f"{p} ms (x vs sparse)" for p in presets) + " |",
         "|---|---|---|---|---|---|" + "---|" * len(presets),
     ]
-    for r in rows:
-        alone = sparse_only.get(r["sparsity"]) if r["kind"] == "sparse+tokens" else None
-        delta = f"{100 * (r['test_acc'] - alone['test_acc']):+.1f}" if alone else "-"
+    for i, r in enumerate(first):
+        pair = alone(first, r) is not None
+        delta = spread([100 * (x["test_acc"] - alone(runs[s]["rows"], x)["test_acc"])
+                        for s in seeds for x in [runs[s]["rows"][i]]], "+.1f") if pair else "-"
         cells = []
         for p in presets:
-            ms = r["hw"][p]["latency_ms"]
-            ratio = f" ({alone['hw'][p]['latency_ms'] / ms:.2f}x)" if alone else ""
+            ms = statistics.median(over(i, lambda x, p=p: x["hw"][p]["latency_ms"]))
+            ratio = ""
+            if pair:
+                ratio = f" ({statistics.median(alone(runs[s]['rows'], runs[s]['rows'][i])['hw'][p]['latency_ms'] for s in seeds) / ms:.2f}x)"
             cells.append(f"{ms:.3f}{ratio}")
-        lines.append(f"| {r['kind']} | {r['sparsity']:.1f} | {r['attention_kept']:.2f} | {100 * r['before_ft']:.1f} | "
-                     f"{100 * r['test_acc']:.1f} | {delta} | " + " | ".join(cells) + " |")
+        lines.append(f"| {r['kind']} | {r['sparsity']:.1f} | {statistics.median(over(i, lambda x: x['attention_kept'])):.2f} | "
+                     f"{spread(over(i, lambda x: 100 * x['before_ft']))} | {spread(over(i, lambda x: 100 * x['test_acc']))} | "
+                     f"{delta} | " + " | ".join(cells) + " |")
     lines += ["", "The paper (ImageNet, DeiT-Tiny/Small/Base, cycle-level simulator): the pair costs 0.9 / 0.5 / "
               "0.2 points against sparse attention alone and runs 1.31x faster end to end."]
     return "\n".join(lines)
@@ -183,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--ft-epochs", type=int, default=3)
     p.add_argument("--ft-lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=3)
+    p.add_argument("--seeds", type=int, nargs="+", default=[3])
     p.add_argument("--sparsities", type=lambda s: [float(v) for v in s.split(",")], default=list(SPARSITIES))
     p.add_argument("--token-keep", type=float, default=0.5, help="share of tokens left after the last block")
     p.add_argument("--exempt", type=int, default=None, help="first blocks that keep every token (default: a quarter)")
@@ -191,19 +222,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--presets", type=lambda s: s.split(","), default=list(PRESETS),
                    help="accelerator presets, one of them declaring sparse-attention support")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--rows", type=Path, default=None, help="also write the rows to this JSON file")
     p.add_argument("--no-write", action="store_true", help="print the section instead of writing BENCHMARKS.md")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    rows, setting = run(args)
-    if args.rows is not None:
-        args.rows.write_text(json.dumps(rows, indent=1))
-    body = render(rows, setting, args)
+    setting = json.dumps({k: getattr(args, k) for k in TRAINING}, sort_keys=True)
+    runs = {seed: kept(OUT, "rows", json.dumps([setting, seed]), lambda s=seed: run(args, s)) for seed in args.seeds}
+    body = render(runs, args)
     if args.no_write:
         print(body)
     else:
         subset = f"--train-subset {args.train_subset} " if args.source == "cifar10" else f"--source {args.source} "
-        command = (f"python -m benchmarks.sparse_attention {subset}--seed {args.seed} --epochs {args.epochs} "
+        command = (f"python -m benchmarks.sparse_attention {subset}--seeds {' '.join(map(str, args.seeds))} --epochs {args.epochs} "
                    f"--ft-epochs {args.ft_epochs} --presets {','.join(args.presets)}")
         write_section(SECTION, body, command)
 
