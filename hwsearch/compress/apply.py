@@ -145,8 +145,10 @@ def rebuild(model: nn.Module, policy: Policy, input_shape: tuple[int, int, int],
 def compressed_netspec(model: nn.Module, input_shape: tuple[int, int, int], policy: Policy | None = None,
                        batch: int = 1, name: str = "") -> NetSpec:
     """NetSpec of what runs: traced shapes (pruned channels, heads, tokens) and each layer's
-    ``w_bits``/``a_bits``/``density``/``nm`` (layers without a quantizer at the width of the layer
-    before them; an attention block's QK^T, softmax and AV at its mask's density); with ``policy``, ``model`` is compressed first."""
+    ``w_bits``/``a_bits``/``density``/``nm``/``tile`` (layers without a quantizer at the width of the layer
+    before them; an attention block's QK^T, softmax and AV at its mask's density), and the
+    ``density_std`` measured on the masks (a linear layer's over its output rows, an attention mask's
+    over its query rows; 0 for a mask not yet measured); with ``policy``, ``model`` is compressed first."""
     if policy is not None:
         applied = getattr(model, POLICY_ATTR, None)
         if applied is not None and applied != policy:
@@ -155,10 +157,11 @@ def compressed_netspec(model: nn.Module, input_shape: tuple[int, int, int], poli
             model = apply_policy(model, policy, input_shape)
     with activation_quant_bypassed():
         net = trace_netspec(model, tuple(input_shape), batch, name)
-    sparse: dict[str, float] = {}  # the masked softmax and the two products of its attention module
+    # The masked softmax and the two products of its attention module: density and row spread.
+    sparse: dict[str, dict[str, float]] = {}
     for name, soft in masked_softmaxes(model).items():
         parent = name.rsplit(".", 1)[0]
-        sparse[name] = soft.kept_share()
+        sparse[name] = {"density": soft.kept_share(), "density_std": soft.row_spread()}
         for child, m in model.get_submodule(parent).named_children():
             if isinstance(m, MatMul):
                 sparse[f"{parent}.{child}"] = sparse[name]
@@ -166,7 +169,7 @@ def compressed_netspec(model: nn.Module, input_shape: tuple[int, int, int], poli
     for layer in net.layers:
         module = model.get_submodule(layer.name) if layer.op in ("conv", "dwconv", "linear", "matmul") else None
         layer = layer.with_(**module.describe()) if isinstance(module, QUANTIZED) else layer
-        layers.append(layer.with_(density=sparse[layer.name]) if layer.name in sparse else layer)
+        layers.append(layer.with_(**sparse[layer.name]) if layer.name in sparse else layer)
     return NetSpec(tuple(layers), net.input_shape, name).with_inherited_activation_bits()
 
 

@@ -141,6 +141,19 @@ def _describe_kind(module: nn.Module) -> bool:
     return isinstance(module, kinds) or type(module) in ACTIVATIONS
 
 
+def row_spread(shares: torch.Tensor, density: float) -> float:
+    """`LayerSpec.density_std` of a mask whose rows keep ``shares`` (any shape, one entry per row)
+    at the layer's ``density``: their standard deviation, clamped to the IR's bound sqrt(d(1-d))."""
+    rows = shares.detach().double().reshape(-1)
+    if rows.numel() < 2:
+        return 0.0
+    # The population spread (not the sample one): the rows are the whole matrix, not a draw from it.
+    std = float(rows.std(unbiased=False))
+    most = math.sqrt(max(0.0, float(density) * (1.0 - float(density))))
+    # Exact shares of mean d never exceed the bound; rounding, or a mean a little off d, may.
+    return min(std, most) if math.isfinite(std) else 0.0
+
+
 def count_macs(model: nn.Module, input_shape: tuple[int, int, int], batch: int = 1) -> int:
     """Dense multiply-accumulates of one forward pass, counted by forward hooks."""
     return trace_netspec(model, input_shape, batch).macs
