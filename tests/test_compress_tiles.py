@@ -141,9 +141,11 @@ def test_a_pruned_gpt_reports_the_density_and_tile_of_every_matrix_in_its_netspe
           "block": LayerPolicy(pattern="block", block=8, density=1 - RATIO)}[kind]
     small = apply_policy(model, Policy.uniform(names, lp), shape)
     net = compressed_netspec(small, shape)
+    dense_layers = {x.name: x for x in space.to_netspec(choice).layers}
     for layer in net.layers:
         if layer.name not in names:
-            assert layer.density == 1.0 and layer.tile is None
+            # Weights untouched; the attention maps keep the causal triangle the space already reports.
+            assert layer == dense_layers[layer.name]
             continue
         mask = small.get_submodule(layer.name).weight_mask
         assert layer.density == pytest.approx(float(mask.mean())) == pytest.approx(1 - RATIO, abs=0.01)

@@ -13,13 +13,19 @@ bits and sparsity from the layer itself, so accelerator models and lookup tables
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
-from hwsearch.compress.attention_mask import calibrate_attention, install_attention_masks, masked_softmaxes
+from hwsearch.compress.attention_mask import (
+    MaskedSoftmax,
+    calibrate_attention,
+    install_attention_masks,
+    masked_softmaxes,
+)
 from hwsearch.compress.graph import PrunableLayer, analyse
 from hwsearch.compress.modules import (
     COMPRESSED,
@@ -34,7 +40,7 @@ from hwsearch.compress.policy import FLOAT_BITS, Policy
 from hwsearch.compress.structural import kept_units, shrink
 from hwsearch.compress.tokens import install_token_pruning
 from hwsearch.errors import ConfigError
-from hwsearch.estimators.counters import trace_netspec
+from hwsearch.estimators.counters import row_spread, trace_netspec
 from hwsearch.ir import NetSpec
 from hwsearch.spaces.ops import MatMul
 
@@ -161,7 +167,7 @@ def compressed_netspec(model: nn.Module, input_shape: tuple[int, int, int], poli
     sparse: dict[str, dict[str, float]] = {}
     for name, soft in masked_softmaxes(model).items():
         parent = name.rsplit(".", 1)[0]
-        sparse[name] = {"density": soft.kept_share(), "density_std": soft.row_spread()}
+        sparse[name] = _combined(soft, model.get_submodule(parent))
         for child, m in model.get_submodule(parent).named_children():
             if isinstance(m, MatMul):
                 sparse[f"{parent}.{child}"] = sparse[name]
@@ -171,6 +177,27 @@ def compressed_netspec(model: nn.Module, input_shape: tuple[int, int, int], poli
         layer = layer.with_(**module.describe()) if isinstance(module, QUANTIZED) else layer
         layers.append(layer.with_(**sparse[layer.name]) if layer.name in sparse else layer)
     return NetSpec(tuple(layers), net.input_shape, name).with_inherited_activation_bits()
+
+
+def _combined(soft: MaskedSoftmax, attn: nn.Module) -> dict[str, float]:
+    """Density fields of a compression mask's map, combined with the attention module's own static
+    mask (a causal one) where it has one."""
+    own = getattr(attn, "static_density", None)
+    if not callable(own):
+        return {"density": soft.kept_share(), "density_std": soft.row_spread()}
+    static = own(soft.tokens)
+    if soft.measured:
+        # What runs is the intersection: a mask measured on causal maps ranks the never-attended upper
+        # triangle last, so the two are far from independent and the product would undercount.
+        keep = (soft.mask > 0.5) & attn.static_keep(soft.tokens).to(soft.mask.device)
+        density = float(keep.sum()) / keep.numel()
+        return {"density": density, "density_std": row_spread(keep.double().mean(dim=-1), density)}
+    # Planned (no data yet): the policy's share taken of every row the static mask keeps, so the rows'
+    # shares, and their spread, scale by it.
+    share = soft.kept_share()
+    density = share * static["density"]
+    return {"density": density, "density_std": min(share * static["density_std"],
+                                                   math.sqrt(density * (1.0 - density)))}
 
 
 def nonzero_params(model: nn.Module) -> int:

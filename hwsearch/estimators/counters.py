@@ -100,13 +100,22 @@ def _describe(module: nn.Module, inputs: tuple, output: torch.Tensor) -> LayerSp
 
 def trace_netspec(model: nn.Module, input_shape: tuple[int, int, int], batch: int = 1,
                   name: str = "") -> NetSpec:
-    """Run one forward pass on zeros and return the compute layers met, in execution order."""
+    """Run one forward pass on zeros and return the compute layers met, in execution order.
+
+    An attention module with a static mask of its own (a causal one) says so with a
+    ``static_density(tokens)`` method giving the ``density``/``density_std`` of its map; its products
+    and softmax are recorded at them (the map's query rows are the layer's ``m``)."""
     layers: list[LayerSpec] = []
     handles = []
+    masked_by = {f"{parent}.{child}" if parent else child: owner
+                 for parent, owner in model.named_modules() if callable(getattr(owner, "static_density", None))
+                 for child, m in owner.named_children() if isinstance(m, (MatMul, nn.Softmax))}
 
     def hook_for(qualname: str) -> Callable:
         def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
             spec = _describe(module, inputs, output)
+            if spec is not None and qualname in masked_by:
+                spec = spec.with_(**masked_by[qualname].static_density(spec.m))
             if spec is not None:
                 layers.append(spec.with_(name=qualname))
 
