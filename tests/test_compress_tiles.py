@@ -141,9 +141,11 @@ def test_a_pruned_gpt_reports_the_density_and_tile_of_every_matrix_in_its_netspe
           "block": LayerPolicy(pattern="block", block=8, density=1 - RATIO)}[kind]
     small = apply_policy(model, Policy.uniform(names, lp), shape)
     net = compressed_netspec(small, shape)
+    dense_layers = {x.name: x for x in space.to_netspec(choice).layers}
     for layer in net.layers:
         if layer.name not in names:
-            assert layer.density == 1.0 and layer.tile is None
+            # Weights untouched; the attention maps keep the causal triangle the space already reports.
+            assert layer == dense_layers[layer.name]
             continue
         mask = small.get_submodule(layer.name).weight_mask
         assert layer.density == pytest.approx(float(mask.mean())) == pytest.approx(1 - RATIO, abs=0.01)
@@ -152,6 +154,9 @@ def test_a_pruned_gpt_reports_the_density_and_tile_of_every_matrix_in_its_netspe
         else:
             assert layer.tile in ({(8, 8)} if kind == "block" else {(1, 8), (8, 1)})
             assert is_tiled(mask, layer.tile)
+        rows = mask.double().mean(dim=1)  # each output feature's kept share
+        assert layer.density_std == pytest.approx(float(rows.std(unbiased=False)), rel=1e-9, abs=1e-12)
+        assert 0.0 < layer.density_std <= (layer.density * (1 - layer.density)) ** 0.5
     dense = space.to_netspec(choice)
     assert net.macs == dense.macs and net.effective_macs < dense.macs
 
@@ -179,3 +184,23 @@ def test_head_pruning_fine_vector_and_block_are_expressible_at_the_same_ratio():
     qkv = [(a, b) for a, b in zip(net.layers, dense.layers, strict=True) if a.name.endswith("attn.qkv")]
     assert qkv and all(a.k * 2 == b.k for a, b in qkv)
 
+
+
+def test_the_row_spread_of_a_linear_mask_is_measured_and_an_even_one_reports_none():
+    from hwsearch.compress.modules import QLinear
+
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(16, 8)
+    # Whole output rows masked (a width that could not shrink): rows keep 1 or 0, the largest spread.
+    rows = QLinear.from_linear(lin, LayerPolicy(), "minmax", "minmax", "fc", row_keep=3).describe()
+    assert rows["density"] == 3 / 8
+    assert rows["density_std"] == pytest.approx((3 / 8 * 5 / 8) ** 0.5)
+    # 2:4 keeps exactly half of every row: an even mask, its N:M share carried by ``nm``.
+    nm = QLinear.from_linear(lin, LayerPolicy(pattern="nm", nm=(2, 4)), "minmax", "minmax", "fc").describe()
+    assert nm["density"] == 1.0 and "density_std" not in nm
+    both = QLinear.from_linear(lin, LayerPolicy(pattern="nm", nm=(2, 4)), "minmax", "minmax", "fc", row_keep=2)
+    assert both.describe()["density_std"] == pytest.approx((2 / 8 * 6 / 8) ** 0.5)
+    # A column-vector mask keeps whole columns: every row keeps the same share.
+    col = QLinear.from_linear(lin, LayerPolicy(pattern="vector", vector=8, direction="col", density=0.5),
+                              "minmax", "minmax", "fc").describe()
+    assert col["tile"] == (8, 1) and col["density"] == 0.5 and col["density_std"] == 0.0

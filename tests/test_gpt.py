@@ -111,3 +111,73 @@ def test_shrinking_heads_and_the_embedding_width_keeps_the_token_table_tied_to_t
     net = compressed_netspec(small, shape)
     assert net.params == count_params(small)
     assert [layer.k for layer in net.layers if layer.name.endswith("attn.qkv")] == [3 * 2 * space.head_dim] * 4
+
+
+@pytest.mark.parametrize("t", [1, 7, 32])
+def test_the_causal_maps_carry_the_lower_triangles_density_and_row_spread(t):
+    space = spaces.get("gpt", context=t)
+    net = space.to_netspec(space.reference("smallest"), batch=2)
+    rows = (np.arange(t) + 1) / t  # query row i keeps its first i+1 keys
+    maps = [x for x in net.layers if x.op in ("matmul", "softmax")]
+    assert {x.name.rsplit(".", 1)[1] for x in maps} == {"qk", "softmax", "av"}
+    for layer in maps:
+        assert layer.density == pytest.approx((t + 1) / (2 * t), rel=1e-15) == pytest.approx(rows.mean())
+        assert layer.density_std == pytest.approx(rows.std(), rel=1e-12, abs=1e-15)
+    assert all(x.density == 1.0 and x.density_std == 0.0 for x in net.layers if x.op not in ("matmul", "softmax"))
+    # The dense counts stay the full map's (what a FLOP counter and non-skipping hardware see).
+    plain = [x.with_(density=1.0, density_std=0.0) for x in net.layers]
+    assert net.macs == sum(x.macs for x in plain) and [x.vector_ops for x in net] == [x.vector_ops for x in plain]
+    if t > 1:
+        assert net.effective_macs < net.macs
+
+
+def test_hardware_without_sparse_attention_prices_the_causal_maps_exactly_as_the_full_map():
+    from hwsearch.hwmodel import Accelerator, cost, network_cost, preset_names
+
+    space = spaces.get("gpt", context=32)
+    net = space.to_netspec(space.reference("middle"))
+    plain = type(net)(tuple(x.with_(density=1.0, density_std=0.0) for x in net.layers), net.input_shape)
+    for name in preset_names():
+        accel = Accelerator.preset(name)
+        if accel.sparse_attention:
+            continue
+        assert [c.to_dict() for c in network_cost(net, accel).layers] == \
+            [c.to_dict() for c in network_cost(plain, accel).layers], name
+    sparse = Accelerator.preset("edge-sparse")
+    qk = next(x for x in net.layers if x.name == "blocks.0.attn.qk")
+    skipping, full = cost(qk, sparse), cost(qk.with_(density=1.0, density_std=0.0), sparse)
+    assert skipping.mapping["skip"] == "attention" and skipping.executed_macs < full.executed_macs
+    assert network_cost(net, sparse).total_cycles < network_cost(plain, sparse).total_cycles
+
+
+def test_a_compression_mask_on_causal_maps_combines_with_the_triangle():
+    from hwsearch.compress import LayerPolicy, Policy, apply_policy, compressed_netspec
+    from hwsearch.compress.attention_mask import masked_softmaxes
+    from hwsearch.spaces.gpt import causal_density
+
+    t = 16
+    space = spaces.get("gpt", context=t)
+    choice = space.reference("smallest")
+    torch.manual_seed(0)
+    model = space.build(choice).eval()
+    shape = space.input_shape(choice)
+    policy = Policy({"blocks.0.attn.qkv": LayerPolicy(attention_density=0.4)})
+    causal = causal_density(t)
+    planned = {x.name: x for x in compressed_netspec(model, shape, policy).layers}
+    share = masked_softmaxes(apply_policy(model, policy, shape))["blocks.0.attn.softmax"].kept_share()
+    for part in ("qk", "softmax", "av"):
+        # Before data: the policy's share of every row the triangle keeps.
+        assert planned[f"blocks.0.attn.{part}"].density == share * causal["density"]
+        assert planned[f"blocks.0.attn.{part}"].density_std == share * causal["density_std"]
+        assert planned[f"blocks.1.attn.{part}"].density == causal["density"]  # no policy there
+    calib = torch.randint(0, space.vocab, (8, t), generator=torch.Generator().manual_seed(1))
+    c = apply_policy(model, policy, shape, calib=calib)
+    mask = masked_softmaxes(c)["blocks.0.attn.softmax"].mask > 0.5
+    keep = mask & torch.ones(t, t, dtype=torch.bool).tril()
+    rows = keep.double().mean(dim=-1).flatten()
+    measured = {x.name: x for x in compressed_netspec(c, shape).layers}
+    for part in ("qk", "softmax", "av"):
+        # Once measured: exactly the positions both masks keep.
+        assert measured[f"blocks.0.attn.{part}"].density == float(keep.sum()) / keep.numel()
+        assert measured[f"blocks.0.attn.{part}"].density_std == pytest.approx(float(rows.std(unbiased=False)))
+    assert measured["blocks.0.attn.qk"].density <= causal["density"]

@@ -161,3 +161,33 @@ def test_the_search_mode_prices_sparse_layers_too():
 def test_invalid_sparsity_options_name_the_field(changes, word):
     with pytest.raises(SpecError, match=word):
         DENSE.with_(**changes)
+
+
+# Areas of the presets that declare no sparsity support, as they were before it had an area.
+OLD_AREAS = {"bitfusion": 0.9420799999999999, "edge-systolic": 1.056768, "eyeriss": 4.858386962962962,
+             "nvdla-small": 0.7598079999999999, "tpu-v1": 198.57407999999998}
+
+
+def test_hardware_without_declared_support_keeps_its_area_exactly():
+    from hwsearch.hwmodel.energy import sparse_area_um2
+
+    for name, area in OLD_AREAS.items():
+        accel = Accelerator.preset(name)
+        assert not accel.sparse_attention and accel.vector_sparsity == "none"
+        assert accel.area_mm2 == area and sparse_area_um2(accel) == 0.0
+
+
+def test_declared_support_pays_a_modest_area_for_each_feature():
+    from dataclasses import replace
+
+    base = DENSE.area_mm2
+    attention = replace(DENSE, sparse_attention=True).area_mm2
+    row = replace(DENSE, vector_sparsity="row", vector_length=4).area_mm2
+    col = replace(DENSE, vector_sparsity="col", vector_length=4).area_mm2
+    both = replace(DENSE, vector_sparsity="both", vector_length=4).area_mm2
+    assert base < attention and base < row == col < both
+    assert SPARSE.area_mm2 > max(attention, both)
+    # skip logic beside the multipliers, not a second array
+    assert SPARSE.area_mm2 < 1.2 * base
+    # the vector length changes what is skipped, not the logic's area
+    assert replace(DENSE, vector_sparsity="row", vector_length=8).area_mm2 == row

@@ -13,13 +13,19 @@ bits and sparsity from the layer itself, so accelerator models and lookup tables
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
-from hwsearch.compress.attention_mask import calibrate_attention, install_attention_masks, masked_softmaxes
+from hwsearch.compress.attention_mask import (
+    MaskedSoftmax,
+    calibrate_attention,
+    install_attention_masks,
+    masked_softmaxes,
+)
 from hwsearch.compress.graph import PrunableLayer, analyse
 from hwsearch.compress.modules import (
     COMPRESSED,
@@ -34,7 +40,7 @@ from hwsearch.compress.policy import FLOAT_BITS, Policy
 from hwsearch.compress.structural import kept_units, shrink
 from hwsearch.compress.tokens import install_token_pruning
 from hwsearch.errors import ConfigError
-from hwsearch.estimators.counters import trace_netspec
+from hwsearch.estimators.counters import row_spread, trace_netspec
 from hwsearch.ir import NetSpec
 from hwsearch.spaces.ops import MatMul
 
@@ -145,8 +151,10 @@ def rebuild(model: nn.Module, policy: Policy, input_shape: tuple[int, int, int],
 def compressed_netspec(model: nn.Module, input_shape: tuple[int, int, int], policy: Policy | None = None,
                        batch: int = 1, name: str = "") -> NetSpec:
     """NetSpec of what runs: traced shapes (pruned channels, heads, tokens) and each layer's
-    ``w_bits``/``a_bits``/``density``/``nm`` (layers without a quantizer at the width of the layer
-    before them; an attention block's QK^T, softmax and AV at its mask's density); with ``policy``, ``model`` is compressed first."""
+    ``w_bits``/``a_bits``/``density``/``nm``/``tile`` (layers without a quantizer at the width of the layer
+    before them; an attention block's QK^T, softmax and AV at its mask's density), and the
+    ``density_std`` measured on the masks (a linear layer's over its output rows, an attention mask's
+    over its query rows; 0 for a mask not yet measured); with ``policy``, ``model`` is compressed first."""
     if policy is not None:
         applied = getattr(model, POLICY_ATTR, None)
         if applied is not None and applied != policy:
@@ -155,10 +163,11 @@ def compressed_netspec(model: nn.Module, input_shape: tuple[int, int, int], poli
             model = apply_policy(model, policy, input_shape)
     with activation_quant_bypassed():
         net = trace_netspec(model, tuple(input_shape), batch, name)
-    sparse: dict[str, float] = {}  # the masked softmax and the two products of its attention module
+    # The masked softmax and the two products of its attention module: density and row spread.
+    sparse: dict[str, dict[str, float]] = {}
     for name, soft in masked_softmaxes(model).items():
         parent = name.rsplit(".", 1)[0]
-        sparse[name] = soft.kept_share()
+        sparse[name] = _combined(soft, model.get_submodule(parent))
         for child, m in model.get_submodule(parent).named_children():
             if isinstance(m, MatMul):
                 sparse[f"{parent}.{child}"] = sparse[name]
@@ -166,8 +175,29 @@ def compressed_netspec(model: nn.Module, input_shape: tuple[int, int, int], poli
     for layer in net.layers:
         module = model.get_submodule(layer.name) if layer.op in ("conv", "dwconv", "linear", "matmul") else None
         layer = layer.with_(**module.describe()) if isinstance(module, QUANTIZED) else layer
-        layers.append(layer.with_(density=sparse[layer.name]) if layer.name in sparse else layer)
+        layers.append(layer.with_(**sparse[layer.name]) if layer.name in sparse else layer)
     return NetSpec(tuple(layers), net.input_shape, name).with_inherited_activation_bits()
+
+
+def _combined(soft: MaskedSoftmax, attn: nn.Module) -> dict[str, float]:
+    """Density fields of a compression mask's map, combined with the attention module's own static
+    mask (a causal one) where it has one."""
+    own = getattr(attn, "static_density", None)
+    if not callable(own):
+        return {"density": soft.kept_share(), "density_std": soft.row_spread()}
+    static = own(soft.tokens)
+    if soft.measured:
+        # What runs is the intersection: a mask measured on causal maps ranks the never-attended upper
+        # triangle last, so the two are far from independent and the product would undercount.
+        keep = (soft.mask > 0.5) & attn.static_keep(soft.tokens).to(soft.mask.device)
+        density = float(keep.sum()) / keep.numel()
+        return {"density": density, "density_std": row_spread(keep.double().mean(dim=-1), density)}
+    # Planned (no data yet): the policy's share taken of every row the static mask keeps, so the rows'
+    # shares, and their spread, scale by it.
+    share = soft.kept_share()
+    density = share * static["density"]
+    return {"density": density, "density_std": min(share * static["density_std"],
+                                                   math.sqrt(density * (1.0 - density)))}
 
 
 def nonzero_params(model: nn.Module) -> int:

@@ -29,6 +29,7 @@ from torch import nn
 
 from hwsearch.compress.modules import activation_quant_bypassed, quant_bypassed
 from hwsearch.errors import ConfigError
+from hwsearch.estimators.counters import row_spread
 
 
 class TokenPositions:
@@ -143,6 +144,13 @@ class MaskedSoftmax(nn.Softmax):
         if self.measured:
             return float(self.mask.sum()) / self.mask.numel()
         return kept_entries(self.density, self.heads * self.tokens, self.tokens) / self.mask.numel()
+
+    def row_spread(self) -> float:
+        """Spread of the kept share over the map's query rows, every head's (`LayerSpec.density_std`);
+        0 until the mask is measured, as the planned mask is priced even."""
+        if not self.measured:
+            return 0.0
+        return row_spread((self.mask > 0.5).double().mean(dim=-1), self.kept_share())
 
 
 def masked_softmaxes(model: nn.Module) -> dict[str, MaskedSoftmax]:

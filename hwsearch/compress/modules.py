@@ -27,6 +27,7 @@ from hwsearch.compress.quant import act_params, act_range, fake_quant_act, fake_
 from hwsearch.compress.sparsity import fine_mask, nm_mask
 from hwsearch.compress.tiles import tile_mask, vector_mask, vector_tile
 from hwsearch.errors import ConfigError
+from hwsearch.estimators.counters import row_spread
 from hwsearch.spaces.conv import same_conv2d
 from hwsearch.spaces.ops import MatMul
 
@@ -144,7 +145,18 @@ class _Compressed:
         elif self.masked:
             density = float(self.weight_mask.sum()) / self.weight_mask.numel()
         tile = tuple(int(v) for v in self.tile) if "tile" in self._buffers else None
-        return {"w_bits": self.w_bits, "a_bits": self.a_bits, "density": density, "nm": nm, "tile": tile}
+        out = {"w_bits": self.w_bits, "a_bits": self.a_bits, "density": density, "nm": nm, "tile": tile}
+        if self.masked and isinstance(self, nn.Linear) and density < 1.0:
+            out["density_std"] = self.row_spread(density)
+        return out
+
+    def row_spread(self, density: float) -> float:
+        """Spread of the mask's kept share over the weight's output rows (`LayerSpec.density_std`)."""
+        shares = self.weight_mask.reshape(self.weight_mask.shape[0], -1).double().mean(dim=1)
+        if self.pattern == "nm":
+            # ``density`` leaves the N:M share out (``nm`` carries it), so the rows' shares do too.
+            shares = shares * (self.nm[1] / self.nm[0])
+        return row_spread(shares, density)
 
 
 class QConv2d(_Compressed, nn.Conv2d):

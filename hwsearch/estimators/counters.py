@@ -100,13 +100,22 @@ def _describe(module: nn.Module, inputs: tuple, output: torch.Tensor) -> LayerSp
 
 def trace_netspec(model: nn.Module, input_shape: tuple[int, int, int], batch: int = 1,
                   name: str = "") -> NetSpec:
-    """Run one forward pass on zeros and return the compute layers met, in execution order."""
+    """Run one forward pass on zeros and return the compute layers met, in execution order.
+
+    An attention module with a static mask of its own (a causal one) says so with a
+    ``static_density(tokens)`` method giving the ``density``/``density_std`` of its map; its products
+    and softmax are recorded at them (the map's query rows are the layer's ``m``)."""
     layers: list[LayerSpec] = []
     handles = []
+    masked_by = {f"{parent}.{child}" if parent else child: owner
+                 for parent, owner in model.named_modules() if callable(getattr(owner, "static_density", None))
+                 for child, m in owner.named_children() if isinstance(m, (MatMul, nn.Softmax))}
 
     def hook_for(qualname: str) -> Callable:
         def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
             spec = _describe(module, inputs, output)
+            if spec is not None and qualname in masked_by:
+                spec = spec.with_(**masked_by[qualname].static_density(spec.m))
             if spec is not None:
                 layers.append(spec.with_(name=qualname))
 
@@ -139,6 +148,19 @@ def _describe_kind(module: nn.Module) -> bool:
     kinds = (nn.Conv2d, nn.Linear, MatMul, nn.Softmax, nn.BatchNorm2d, nn.LayerNorm, nn.AdaptiveAvgPool2d,
              nn.AdaptiveMaxPool2d, nn.AvgPool2d, nn.MaxPool2d, Add, Mul, AddParam)
     return isinstance(module, kinds) or type(module) in ACTIVATIONS
+
+
+def row_spread(shares: torch.Tensor, density: float) -> float:
+    """`LayerSpec.density_std` of a mask whose rows keep ``shares`` (any shape, one entry per row)
+    at the layer's ``density``: their standard deviation, clamped to the IR's bound sqrt(d(1-d))."""
+    rows = shares.detach().double().reshape(-1)
+    if rows.numel() < 2:
+        return 0.0
+    # The population spread (not the sample one): the rows are the whole matrix, not a draw from it.
+    std = float(rows.std(unbiased=False))
+    most = math.sqrt(max(0.0, float(density) * (1.0 - float(density))))
+    # Exact shares of mean d never exceed the bound; rounding, or a mean a little off d, may.
+    return min(std, most) if math.isfinite(std) else 0.0
 
 
 def count_macs(model: nn.Module, input_shape: tuple[int, int, int], batch: int = 1) -> int:

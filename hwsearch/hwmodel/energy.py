@@ -6,6 +6,11 @@ its operand widths (Bit Fusion's bit-bricks make that exact). SRAM energy per by
 square root of the capacity (bit-line and word-line length, the trend CACTI reports); the table gives
 it at a reference size. Tables are a registry keyed by the accelerator's ``tech`` field.
 
+Area counts PEs, register files and SRAM; hardware that declares ``sparse_attention`` or
+``vector_sparsity`` also pays for its skip logic and index buffers (`sparse_area_um2`, an assumed share
+of the PE array, since the papers do not break it out), and hardware that declares neither has the
+area it always had.
+
 This module imports nothing from the rest of the model (the spec validates ``tech`` against `TABLES`).
 """
 
@@ -126,13 +131,40 @@ def mac_pj(t: EnergyTable, bits_w: int, bits_a: int) -> float:
     return t.mac_pj * bits_w * bits_a / 64.0
 
 
+# Area of declared sparsity support (`sparse_area_um2`). Neither ViTCoD, SpAtten nor TF-MVP states the
+# area of its skipping logic apart from the rest of its design, so these shares are our assumption,
+# kept modest: the logic is a bitmap decoder and a skip/compaction mux in front of each PE, small
+# beside its multiplier, and priced as a share of the PE's area.
+SPARSE_ATTENTION_PE_SHARE = 0.05  # decode one bitmap word and skip masked scores (per PE)
+VECTOR_SPARSITY_PE_SHARE = 0.05   # skip pruned weight vectors in one direction (per PE, per direction)
+INDEX_WORDS_PER_ROW = 2           # index buffer: one native word per PE row being used, one being loaded
+
+
+def sparse_area_um2(accel: Accelerator) -> float:
+    """Extra area (um^2) of the sparsity support ``accel`` declares: skip logic as a share of the
+    PE array and a double-buffered index word per PE row and direction; 0 when it declares none."""
+    features = int(accel.sparse_attention) + {"none": 0, "row": 1, "col": 1, "both": 2}[accel.vector_sparsity]
+    if not features:
+        return 0.0
+    t = table(accel)
+    pe = t.pe_um2 * (accel.native_bits / 8) ** 2 * accel.num_pes
+    directions = features - int(accel.sparse_attention)
+    logic = pe * (SPARSE_ATTENTION_PE_SHARE * int(accel.sparse_attention) + VECTOR_SPARSITY_PE_SHARE * directions)
+    index = t.rf_um2_per_byte * INDEX_WORDS_PER_ROW * (accel.native_bits / 8) * accel.pe_rows * features
+    return logic + index
+
+
 def area_mm2(accel: Accelerator) -> float:
-    """PEs (scaled by the square of the multiplier width) + register files + on-chip SRAM, in mm^2."""
+    """PEs (scaled by the square of the multiplier width) + register files + on-chip SRAM, and the
+    logic and index buffers of declared sparsity support (`sparse_area_um2`), in mm^2."""
     t = table(accel)
     pe = t.pe_um2 * (accel.native_bits / 8) ** 2 * accel.num_pes
     rf = t.rf_um2_per_byte * accel.rf_bytes * accel.num_pes
     sram = t.sram_um2_per_byte * accel.buffer_bytes
-    return (pe + rf + sram) * 1e-6
+    extra = sparse_area_um2(accel)
+    if not extra:
+        return (pe + rf + sram) * 1e-6  # hardware without sparsity support: the area it always had
+    return (pe + rf + sram + extra) * 1e-6
 
 
 def peak_power_w(accel: Accelerator) -> float:

@@ -16,6 +16,7 @@ from torch import nn
 from hwsearch.errors import ConfigError
 from hwsearch.spaces.blocks import Attention, ViTBlock
 from hwsearch.spaces.blockspecs import ViTBlockPlan
+from hwsearch.spaces.gpt import causal_density
 from hwsearch.spaces.ops import Add, AddParam
 
 if TYPE_CHECKING:
@@ -32,6 +33,15 @@ class CausalAttention(Attention):
         # A buffer rebuilt from the context, not saved: a state dict holds learned values only.
         self.register_buffer("causal", torch.zeros(context, context).masked_fill(future, float("-inf")),
                              persistent=False)
+
+    def static_density(self, t: int) -> dict[str, float]:
+        """Density fields of the map over ``t`` tokens that QK^T, the softmax and AV need (the lower
+        triangle): what `hwsearch.estimators.counters.trace_netspec` records on those children."""
+        return causal_density(t)
+
+    def static_keep(self, t: int) -> torch.Tensor:
+        """The positions of the map over ``t`` tokens that are computed (bool, ``t`` x ``t``)."""
+        return self.causal[:t, :t] == 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, t, _ = x.shape

@@ -9,7 +9,12 @@ NAAS (Lin, Yang, Han, DAC 2021) evolves accelerators as real-valued vectors: siz
 their position along an ordered list, and connectivity (which dimensions are spatial, in what
 order) by *importance* scores that are sorted to decode. `to_vector` / `from_vector` give that
 encoding here: ordered genes become one number in [0, 1], categorical genes (dataflow, precision
-set, sparsity support) one importance score per option, decoded by taking the highest. Gaussian
+set, sparsity support) one importance score per option, decoded by taking the highest.
+
+With ``sparse_options`` the space also searches attention and vector sparsity support
+(`SPARSE_GENES`: ``sparse_attention``, ``vector_sparsity``, ``vector_length``), whose area
+`hwsearch.hwmodel.energy.area_mm2` charges; without it (the default) those genes do not exist and
+every design is what it was before they did. Gaussian
 steps in this space move sizes to neighbouring values and switch a dataflow only when another
 option's score overtakes, which is what makes evolution over categorical genes smooth.
 """
@@ -51,7 +56,17 @@ DEFAULT_GENES: dict[str, tuple[Any, ...]] = {
     "precisions": ("8", "4-8", "2-4-8", "16", "8-16"),
     "sparsity": ("none", "zero_skip", "nm"),
 }
+# Attention and vector sparsity support (`hwsearch.hwmodel.sparse`), searched only when the space is
+# built with ``sparse_options``: without it the genes, the vector layout and every sampled design stay
+# as they were, so existing runs and their seeds reproduce.
+SPARSE_GENES: dict[str, tuple[Any, ...]] = {
+    "sparse_attention": (False, True),
+    "vector_sparsity": ("none", "row", "col", "both"),
+    "vector_length": (2, 4, 8),
+}
 CATEGORICAL = ("dataflow", "precisions", "sparsity")
+SPARSE_CATEGORICAL = ("sparse_attention", "vector_sparsity")  # categorical genes of `SPARSE_GENES`
+_CATEGORICAL = CATEGORICAL + SPARSE_CATEGORICAL
 
 
 class AcceleratorSpace(SearchSpace):
@@ -66,11 +81,18 @@ class AcceleratorSpace(SearchSpace):
         tech: str = "45nm",
         max_area_mm2: float | None = 4.0,
         max_power_w: float | None = 2.0,
+        sparse_options: bool = False,
     ) -> None:
-        options = dict(DEFAULT_GENES)
+        if not isinstance(sparse_options, bool):
+            raise ConfigError(f"accelerator space: sparse_options={sparse_options!r} must be true or false")
+        self.sparse_options = sparse_options
+        known = {**DEFAULT_GENES, **SPARSE_GENES} if sparse_options else dict(DEFAULT_GENES)
+        options = dict(known)
         for k, v in dict(genes or {}).items():
-            if k not in DEFAULT_GENES:
-                raise ConfigError(f"accelerator space: gene {k!r} is unknown; known: {', '.join(DEFAULT_GENES)}")
+            if k in SPARSE_GENES and not sparse_options:
+                raise ConfigError(f"accelerator space: gene {k!r} is searched only with sparse_options: true")
+            if k not in known:
+                raise ConfigError(f"accelerator space: gene {k!r} is unknown; known: {', '.join(known)}")
             v = tuple(v) if isinstance(v, (list, tuple)) else (v,)
             if not v or len(set(v)) != len(v):
                 raise ConfigError(f"accelerator space: gene {k!r} needs a non-empty list without repeats, got {list(v)}")
@@ -88,7 +110,14 @@ class AcceleratorSpace(SearchSpace):
         self.clock_hz, self.tech = float(clock_hz), tech
         self.max_area_mm2 = None if max_area_mm2 is None else float(max_area_mm2)
         self.max_power_w = None if max_power_w is None else float(max_power_w)
-        self.dims = tuple(Dim(k, options[k]) for k in DEFAULT_GENES)
+        for k, ok in (("sparse_attention", lambda o: isinstance(o, bool)),
+                      ("vector_sparsity", lambda o: o in SPARSE_GENES["vector_sparsity"]),
+                      ("vector_length", lambda o: isinstance(o, int) and not isinstance(o, bool) and o >= 1)):
+            bad = [o for o in options.get(k, ()) if not ok(o)]
+            if bad:
+                raise ConfigError(f"accelerator space: gene {k!r} has invalid option(s) {bad}; "
+                                  f"e.g. {list(SPARSE_GENES[k])}")
+        self.dims = tuple(Dim(k, options[k]) for k in known)
         # Every option must give a valid accelerator on its own (e.g. rf_bytes vs a 16-bit word).
         for d in self.dims:
             for o in d.options:
@@ -102,11 +131,17 @@ class AcceleratorSpace(SearchSpace):
         """The `Accelerator` a choice describes (vector lanes follow the PE columns)."""
         c = self.validate(choice)
         native, precs = PRECISION_SETS[c["precisions"]]
+        sparse: dict[str, Any] = {}
+        if self.sparse_options:
+            vs = c["vector_sparsity"]
+            # The length gene means nothing without vector support (the spec wants 0 there).
+            sparse = {"sparse_attention": bool(c["sparse_attention"]), "vector_sparsity": vs,
+                      "vector_length": 0 if vs == "none" else int(c["vector_length"])}
         return Accelerator(
             pe_rows=int(c["pe_rows"]), pe_cols=int(c["pe_cols"]), rf_bytes=int(c["rf_bytes"]),
             glb_bytes=int(c["glb_kib"]) * KiB, dram_bw=float(c["dram_bw"]), clock_hz=self.clock_hz,
             dataflow=c["dataflow"], native_bits=native, precisions=precs, sparsity=c["sparsity"],
-            vector_lanes=max(4, int(c["pe_cols"])), tech=self.tech, name=name,
+            vector_lanes=max(4, int(c["pe_cols"])), tech=self.tech, name=name, **sparse,
         )
 
     def violations(self, choice: Mapping[str, Any]) -> list[str]:
@@ -146,6 +181,8 @@ class AcceleratorSpace(SearchSpace):
                 same = [p for p in d.options if PRECISION_SETS[p] == (accel.native_bits, accel.precisions)]
                 wide = [p for p in d.options if PRECISION_SETS[p][0] == accel.native_bits]
                 out[d.name] = (same or wide or list(d.options))[0]
+            elif d.name == "vector_length" and accel.vector_length:
+                out[d.name] = _py(min(d.options, key=lambda o: abs(np.log(o / accel.vector_length))))
             else:
                 v = getattr(accel, d.name)
                 out[d.name] = v if v in d.options else d.options[0]
@@ -155,7 +192,7 @@ class AcceleratorSpace(SearchSpace):
     def _vector_layout(self) -> dict[str, slice]:
         out, at = {}, 0
         for d in self.dims:
-            width = len(d.options) if d.name in CATEGORICAL else 1
+            width = len(d.options) if d.name in _CATEGORICAL else 1
             out[d.name] = slice(at, at + width)
             at += width
         return out
@@ -175,7 +212,7 @@ class AcceleratorSpace(SearchSpace):
         x = np.zeros(self.vector_size)
         for d in self.dims:
             i, sl = d.index(c[d.name]), self._slices[d.name]
-            if d.name in CATEGORICAL:
+            if d.name in _CATEGORICAL:
                 x[sl] = 0.25
                 x[sl.start + i] = 0.75
             else:
@@ -190,7 +227,7 @@ class AcceleratorSpace(SearchSpace):
         out: Choice = {}
         for d in self.dims:
             sl = self._slices[d.name]
-            if d.name in CATEGORICAL:
+            if d.name in _CATEGORICAL:
                 i = int(np.argmax(x[sl]))
             else:
                 i = int(np.clip(np.rint(x[sl.start] * (len(d.options) - 1)), 0, len(d.options) - 1))
@@ -207,7 +244,7 @@ class AcceleratorSpace(SearchSpace):
         raise SpecError("the accelerator space describes hardware, not a network; there is no module to build")
 
     def _refs(self) -> dict[str, Choice]:
-        return {"largest": {d.name: d.options[-1] if d.name not in CATEGORICAL else d.options[0] for d in self.dims},
+        return {"largest": {d.name: d.options[-1] if d.name not in _CATEGORICAL else d.options[0] for d in self.dims},
                 "smallest": {d.name: d.options[0] for d in self.dims}}
 
     def references(self) -> list[str]:
@@ -219,14 +256,18 @@ class AcceleratorSpace(SearchSpace):
         return self.reference_or_error(name, self._refs())
 
 
-def accelerator_space(options: Mapping[str, Any] | None = None) -> AcceleratorSpace:
-    """An `AcceleratorSpace` from a config section (``genes``, ``clock_hz``, ``tech``, limits)."""
+def accelerator_space(options: Mapping[str, Any] | None = None, sparse_options: bool = False) -> AcceleratorSpace:
+    """An `AcceleratorSpace` from a config section (``genes``, ``clock_hz``, ``tech``, limits), with the
+    sparsity-support genes when ``sparse_options`` (the NAAS searcher's setting of that name)."""
     opts = dict(options or {})
     known = {"genes", "clock_hz", "tech", "max_area_mm2", "max_power_w"}
+    if "sparse_options" in opts:
+        raise ConfigError("accelerator space: sparse_options is a setting of the naas searcher "
+                          "(searcher.settings.sparse_options), not of its accelerator section")
     extra = sorted(set(opts) - known)
     if extra:
         raise ConfigError(f"accelerator space: unknown option(s) {extra}; known: {sorted(known)}")
-    return AcceleratorSpace(**opts)
+    return AcceleratorSpace(**opts, sparse_options=sparse_options)
 
 
-__all__ = ["AcceleratorSpace", "CATEGORICAL", "DEFAULT_GENES", "PRECISION_SETS", "accelerator_space"]
+__all__ = ["AcceleratorSpace", "CATEGORICAL", "DEFAULT_GENES", "PRECISION_SETS", "SPARSE_CATEGORICAL", "SPARSE_GENES", "accelerator_space"]

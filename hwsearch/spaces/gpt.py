@@ -10,6 +10,14 @@ without bias giving next-token logits at every position. The lookup moves data a
 so it is not a layer of the NetSpec (its table is counted once, in the head); the causal mask is an
 ``eltwise`` add of 0 / -inf to the attention scores, so the NetSpec shows everything computed.
 
+Causality is also a static attention mask in the IR's sense (`hwsearch.ir`): a query needs only the
+keys up to its own position, so QK^T, the softmax and AV carry the lower triangle's ``density`` and
+the rows' ``density_std`` (`causal_density`). Their dense counts (``macs``, ``vector_ops``, bytes) are
+unchanged, so hardware without ``sparse_attention`` prices them exactly as the full map, while
+hardware that declares it skips the upper triangle (`hwsearch.hwmodel.sparse`); the ``effective_*``
+counts are the triangle's. The torch module declares the same mask (`CausalAttention.static_density`),
+so the traced NetSpec carries it too.
+
 A sample is a window of ``context`` token ids; its NetSpec input shape is ``(1, 1, context)``.
 ``num_classes`` is the vocabulary size (the classes of the next-token classifier), which the engine
 fills from the data as it does for image spaces; the default fits tiny-shakespeare's 65 characters.
@@ -17,6 +25,7 @@ fills from the data as it does for image spaces; the default fits tiny-shakespea
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -46,9 +55,22 @@ class GPTPlan:
         return (1, 1, self.context)
 
 
+def causal_density(t: int) -> dict[str, float]:
+    """``density`` and ``density_std`` of a causal map over ``t`` tokens: query row i keeps its first
+    i+1 of ``t`` keys, so the lower triangle's share is (t+1)/(2t) and the rows' shares spread evenly
+    from 1/t to 1 (their population standard deviation is sqrt((t^2-1)/12)/t)."""
+    return {"density": (t + 1) / (2 * t), "density_std": math.sqrt((t * t - 1) / 12) / t}
+
+
+MAP_LAYERS = ("qk", "softmax", "av")  # the attention layers that touch the map, under ``attn.``
+
+
 def block_layers(plan: ViTBlockPlan, prefix: str, n: int, t: int) -> tuple[LayerSpec, ...]:
-    """LayerSpecs of a causal block: `vit`'s block with the mask add between QK^T and the softmax."""
-    layers = list(plan.layers(prefix, n, t))
+    """LayerSpecs of a causal block: `vit`'s block with the mask add between QK^T and the softmax, and
+    QK^T, softmax and AV at the causal mask's density (see the module docstring)."""
+    causal = causal_density(t)
+    maps = {f"{prefix}.attn.{x}" for x in MAP_LAYERS}
+    layers = [x.with_(**causal) if x.name in maps else x for x in plan.layers(prefix, n, t)]
     at = next(i for i, layer in enumerate(layers) if layer.name == f"{prefix}.attn.qk") + 1
     layers.insert(at, LayerSpec("eltwise", n=n, c=plan.heads, in_h=t, in_w=t, fn="add", name=f"{prefix}.attn.mask"))
     return tuple(layers)
@@ -135,4 +157,4 @@ def gpt(**kwargs: Any) -> GPTSpace:
     return GPTSpace(**kwargs)
 
 
-__all__ = ["GPTPlan", "GPTSpace", "block_layers", "gpt"]
+__all__ = ["MAP_LAYERS", "GPTPlan", "GPTSpace", "block_layers", "causal_density", "gpt"]

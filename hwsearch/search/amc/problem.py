@@ -256,6 +256,7 @@ class TorchProblem:
                         att[li], tokens[li] = i, slot.attention_tokens
         arr["attention_slot"], arr["attention_tokens"] = att, tokens
         arr["density"] = np.array([x.density for x in layers], dtype=np.float64)
+        arr["density_std"] = np.array([x.density_std for x in layers], dtype=np.float64)
         return arr
 
     def _scaled(self, state: State) -> dict[str, np.ndarray]:
@@ -292,9 +293,14 @@ class TorchProblem:
             rows, entries = heads * t, heads * t * t
             # kept_entries, vectorised (same float operations, so the same count)
             kept = np.minimum(entries, np.maximum(rows, np.floor((percent / 100) * rows * t + 0.5).astype(np.int64)))
-            density = a["density"].copy()
-            density[sparse] = kept / entries
-            out["density"] = density
+            # A model's own static mask (gpt's causal one) is in the base density: the policy's share is
+            # taken of what it keeps, as `compressed_netspec` plans it (same float operations).
+            share = kept / entries
+            density, std = a["density"].copy(), a["density_std"].copy()
+            density[sparse] = share * a["density"][sparse]
+            std[sparse] = np.minimum(share * a["density_std"][sparse],
+                                     np.sqrt(density[sparse] * (1.0 - density[sparse])))
+            out["density"], out["density_std"] = density, std
         return out
 
     def netspec(self, state: State) -> NetSpec:
@@ -304,8 +310,9 @@ class TorchProblem:
         for i, layer in enumerate(self.template.base.layers):
             changes: dict[str, float] = {f: int(s[f][i]) for f in (*SCALED_FIELDS, "w_bits", "a_bits")
                                          if s[f][i] != getattr(layer, f)}
-            if s["density"][i] != layer.density:
-                changes["density"] = float(s["density"][i])
+            for f in ("density", "density_std"):
+                if s[f][i] != getattr(layer, f):
+                    changes[f] = float(s[f][i])
             layers.append(layer.with_(**changes) if changes else layer)
         return NetSpec(tuple(layers), self.template.base.input_shape, self.template.base.name)
 

@@ -40,6 +40,9 @@ class NaasSettings(BaseModel):
     bits: tuple[int, ...] = Field((4, 6, 8), description="bit-width options of each layer group")
     accelerator: dict[str, Any] = Field(default_factory=dict,
                                         description="accelerator space: genes, clock_hz, tech, max_area_mm2, max_power_w")
+    sparse_options: bool = Field(False, strict=True,
+                                 description="also search attention and vector sparsity support (sparse_attention, "
+                                             "vector_sparsity, vector_length genes); off: the space of before")
     acc_floor: float = Field(0.8, ge=0, lt=1, description="accuracy at the hypervolume's reference point")
     top_k: int = Field(3, ge=0, description="triples refined and measured after the evolution")
     agent_episodes: int = Field(8, ge=0, description="AMC/HAQ agent episodes per refined triple")
@@ -69,7 +72,7 @@ class NaasSettings(BaseModel):
 
     def space(self) -> AcceleratorSpace:
         """The accelerator space."""
-        return accelerator_space(self.accelerator)
+        return accelerator_space(self.accelerator, sparse_options=self.sparse_options)
 
     @property
     def trials(self) -> int:

@@ -104,7 +104,9 @@ def test_fast_pricing_equals_compressed_netspec_of_the_applied_policy(cnn_proble
         state = _random_state(env, 3)
         assert (state["attention"] < 100).any() == attention
         traced = compressed_netspec(problem.apply(state), problem.input_shape)
-        assert [x.key for x in traced.layers] == [x.key for x in problem.netspec(state).layers]
+        # The fast pricing plans even masks; the rows' spread is measured on the calibrated ones only.
+        even = [x.with_(density_std=0.0).key for x in traced.layers]
+        assert even == [x.key for x in problem.netspec(state).layers]
         for metric, fn in METRICS.items():
             assert problem.fast_metric(metric)(state) == pytest.approx(fn(traced), rel=1e-9)
 

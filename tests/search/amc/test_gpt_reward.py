@@ -57,3 +57,20 @@ def test_the_masked_score_of_a_pruned_gpt_equals_the_applied_policys(problem):
         assert exact == pytest.approx(-lm_score(problem.apply(state), x, y).loss, rel=1e-12)
         episode = env.record(state, "test")
         assert episode.reward == pytest.approx(fast - env.reference_accuracy)
+
+
+def test_the_fast_netspec_of_a_gpt_with_attention_masks_takes_their_share_of_the_causal_triangle(problem):
+    from hwsearch.compress import compressed_netspec
+
+    env = CompressionEnv(problem, EnvConfig(mode="joint", attention=True, budget=Budget("macs", ratio=0.8),
+                                            round_to=1))
+    rng = np.random.default_rng(3)
+    state = env.state_from_actions(rng.uniform(-1, 1, size=(len(env.steps), len(env.knobs))))
+    assert (np.asarray(state["attention"]) < 100).any()
+    planned = compressed_netspec(problem.model, problem.input_shape, problem.policy(state))
+    fast = problem.netspec(state)
+    assert [x.key for x in fast.layers] == [x.key for x in planned.layers]
+    t = problem.input_shape[-1]
+    maps = [x for x in fast.layers if x.op == "softmax"]
+    assert maps and all(x.density <= (t + 1) / (2 * t) for x in maps)
+    assert any(x.density < (t + 1) / (2 * t) for x in maps)
