@@ -25,7 +25,7 @@ from hwsearch.search.engine import searchers
 from hwsearch.search.engine.config import ExperimentConfig, parse_config
 from hwsearch.search.engine.evaluators import build_space, cached_data
 from hwsearch.search.engine.inspection import write_plots
-from hwsearch.search.engine.rundir import MARKER, RunDir, RunTally, row_document
+from hwsearch.search.engine.rundir import MARKER, RunDir, RunTally, current_folder, resuming, row_document
 from hwsearch.search.engine.searchers import searcher_done, wait_for_end_work
 from hwsearch.search.engine.table import TrialLog
 
@@ -59,7 +59,8 @@ class RecordCallback(tune.Callback):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # One pickled by an older hwsearch also holds its rows then (``_rows``): the run folder is newer.
-        self.__init__(state["run_path"], bool(state.get("quiet", False)))
+        # The folder is the one being resumed, which the run may have been moved to since.
+        self.__init__(str(current_folder(state["run_path"])), bool(state.get("quiet", False)))
 
     def setup(self, **info: Any) -> None:
         """Read the trials already recorded (on resume) and restart the clock."""
@@ -341,9 +342,12 @@ def resume_experiment(path: str | Path, address: str | None = None, quiet: bool 
     run.set_state("running")
     started = init_ray(address or config.ray.address, config)
     try:
-        tuner = tune.Tuner.restore(str(run.path), _trainable(run, config), resume_unfinished=True,
-                                   resume_errored=False, restart_errored=False)
-        return _fit(tuner, run, config)
+        # Tune restores the searcher and the callback as they were saved: `resuming` points them at
+        # the run's folder as it is now, wherever the run was when it stopped.
+        with resuming(run.path):
+            tuner = tune.Tuner.restore(str(run.path), _trainable(run, config), resume_unfinished=True,
+                                       resume_errored=False, restart_errored=False)
+            return _fit(tuner, run, config)
     finally:
         if started:
             ray.shutdown()

@@ -62,6 +62,7 @@ class TrialContext:
     space: SearchSpace
     data: Dataset
     threads: int
+    run_path: Path | None = None  # the run folder the trial runs in (None: a trial run outside the engine)
 
 
 @dataclass(frozen=True, eq=False)

@@ -14,10 +14,12 @@ and becomes format 2 when resumed, so that an older hwsearch, which would not se
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,27 @@ from hwsearch.search.pareto import nondominated_all
 RUN_FORMAT = 2
 READABLE_FORMATS = (1, 2)  # 1: trials.parquet alone, rewritten whole after every trial
 MARKER = "hwsearch-run.json"
+
+# The folder of the run being resumed, while Tune unpickles and restores what it saved of it (the
+# searcher, the engine's callback). Those objects hold the folder the run had when they were saved,
+# and a run folder may have moved since (renamed, copied off a cluster): `current_folder` gives them
+# the one it is in now. A stack, not a flag, so that a nested resume (a test) restores its own.
+_RESUMING: list[Path] = []
+
+
+@contextlib.contextmanager
+def resuming(path: str | Path) -> Iterator[None]:
+    """While in this block, objects restored from the run's saved state belong to the run at ``path``."""
+    _RESUMING.append(Path(path))
+    try:
+        yield
+    finally:
+        _RESUMING.pop()
+
+
+def current_folder(saved: str | Path) -> Path:
+    """Where the run folder an object saved as ``saved`` is now: the run being resumed, if any."""
+    return _RESUMING[-1] if _RESUMING else Path(saved)
 
 
 @dataclass(frozen=True)
@@ -364,5 +387,5 @@ def _document(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["BASE_COLUMNS", "MARKER", "RUN_FORMAT", "RunDir", "best_trial", "candidates", "pareto_front",
+__all__ = ["BASE_COLUMNS", "MARKER", "RUN_FORMAT", "RunDir", "best_trial", "candidates", "current_folder", "pareto_front",
            "row_document", "sort_by_primary"]

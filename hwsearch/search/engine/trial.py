@@ -41,7 +41,8 @@ def evaluate_trial(params: dict[str, Any], config: ExperimentConfig, trial_dir: 
     data = evaluators.cached_data(config.data.source, config.data.seed)
     space = evaluators.build_space(config, data)
     threads = max(1, int(config.ray.cpus_per_trial))
-    ctx = evaluators.TrialContext(config=config, space=space, data=data, threads=threads)
+    ctx = evaluators.TrialContext(config=config, space=space, data=data, threads=threads,
+                                  run_path=trial_dir.parent.parent)  # <run>/trials/<id>
     ev = evaluators.get(config.evaluation.evaluator).evaluate(params, ctx)
     metrics = {**ev.metrics, **providers.measure(ev.netspec, config)}
     missing = [o.metric for o in config.objectives if o.metric not in metrics]

@@ -24,6 +24,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from hwsearch.errors import RunError
 from hwsearch.io import atomic_write_text
+from hwsearch.search.engine.rundir import current_folder
 from hwsearch.search.engine.searchers import SearchContext
 from hwsearch.search.generic.settings import OptunaSettings
 
@@ -73,6 +74,9 @@ class JournalOptunaSearch(OptunaSearch):
         """Rebuild the live objects from the journal (left unset when it is not there: `restore` finds it)."""
         trials = state.pop("_ot_trials", {})
         self.__dict__.update(state)
+        # the journal of the run being resumed, which may have moved since this was saved
+        journal = Path(self._journal_path)
+        self._journal_path = str(current_folder(journal.parent) / journal.name)
         self._storage = self._sampler = self._ot_study = None
         self._ot_trials = {}
         if Path(self._journal_path).is_file():
@@ -115,6 +119,8 @@ class JournalOptunaSearch(OptunaSearch):
         places = [Path(state["journal"]), Path(checkpoint_path).parent / Path(state["journal"]).name]
         if getattr(self, "_journal_path", None):
             places.insert(0, Path(self._journal_path))
+        moved = current_folder(Path(state["journal"]).parent) / Path(state["journal"]).name
+        places.insert(0, moved)  # the run being resumed, wherever it is now
         journal = next((p for p in places if p.is_file()), None)
         if journal is None:
             raise RunError(f"the Optuna journal of this run is missing (looked at {', '.join(map(str, places))})")

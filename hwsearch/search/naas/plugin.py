@@ -31,7 +31,7 @@ from hwsearch.hwmodel import hardware_metrics
 from hwsearch.io import atomic_write_text
 from hwsearch.search.engine.driver import record_saved_trials, tune_trial_states
 from hwsearch.search.engine.evaluators import Evaluation, Evaluator, SavedTrial, TrialContext
-from hwsearch.search.engine.rundir import RunDir
+from hwsearch.search.engine.rundir import RunDir, current_folder
 from hwsearch.search.engine.searchers import SearchContext, mark_searcher_done, run_at_end
 from hwsearch.search.naas.assets import load_assets, prepare_assets
 from hwsearch.search.naas.cosearch import evaluate_accelerator
@@ -54,6 +54,12 @@ class NaasSearcher(Searcher):
         self.reported = False
         self.orphans: list[str] = []  # proposals no trial will run (Tune never recorded them), oldest first
         self.resumed = False  # whether this object has read the run's saved state (False: a new run so far)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Tune restores this object as it pickled it: its folder is the run being resumed, which may
+        # have been moved since.
+        self.__dict__.update(state)
+        self.run_dir = str(current_folder(self.run_dir))
 
     @property
     def assets(self) -> str:
@@ -242,7 +248,10 @@ class NaasEvaluator(Evaluator):
         """Run the proposal ``params`` made by the naas searcher."""
         if "assets" not in params:
             raise SpecError("the naas evaluator runs proposals of the naas searcher (searcher.name: naas)")
-        assets = load_assets(str(params["assets"]), ctx.config.data.source, ctx.config.data.seed,
+        # A proposal names the asset folder of the run where it was made; a trial Tune runs again after
+        # the run folder moved finds them in the folder it runs in now.
+        folder = ctx.run_path / ASSETS if ctx.run_path is not None else Path(params["assets"])
+        assets = load_assets(str(folder), ctx.config.data.source, ctx.config.data.seed,
                              json.dumps(ctx.config.space.options, sort_keys=True))
         if "accel" in params:
             return self._accelerator(params, assets, ctx)

@@ -203,3 +203,24 @@ def test_nondominated_all_keeps_exactly_the_rows_no_other_row_dominates():
             p[rng.integers(len(p)), rng.integers(p.shape[1])] = rng.choice([np.inf, -np.inf, np.nan])
         dominated = [any(np.all(q <= r) and np.any(q < r) for q in p) for r in p]
         assert nondominated_all(p).tolist() == [not d for d in dominated]
+
+
+def test_what_tune_restores_of_a_moved_run_points_at_the_folder_it_is_resumed_in(tmp_path):
+    import pickle
+
+    from hwsearch.search.engine.driver import RecordCallback
+    from hwsearch.search.engine.rundir import resuming
+    from hwsearch.search.naas.plugin import NaasSearcher
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    callback = pickle.dumps(RecordCallback(str(old)))
+    searcher = NaasSearcher.__new__(NaasSearcher)  # only its folder matters here
+    searcher.__dict__.update(run_dir=str(old), reported=False)
+    saved = pickle.dumps(searcher)
+    assert pickle.loads(callback).run_path == str(old)  # outside a resume: as saved
+    assert pickle.loads(saved).run_dir == str(old)
+    with resuming(new):
+        assert pickle.loads(callback).run_path == str(new)
+        restored = pickle.loads(saved)
+        assert restored.run_dir == str(new) and restored.state_path.parent == new / "naas"
+    assert pickle.loads(callback).run_path == str(old)  # the block ended: nothing left pointing elsewhere

@@ -112,3 +112,28 @@ def test_resume_after_kill_9_loses_no_trial_and_repeats_none(ray_local, tmp_path
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     assert len(complete) == budget  # the study kept the pre-kill trials and learnt the new ones
     assert run.state == "finished"
+
+
+def test_a_run_moved_after_kill_9_resumes_in_its_new_folder(ray_local, tmp_path, tiny_experiment, killed_run):
+    from hwsearch.search.engine.driver import resume_experiment
+    from hwsearch.search.generic.optuna_search import open_study
+
+    budget = 4
+    raw = tiny_experiment(tmp_path, name="moving", budget={"trials": budget}, ray={"workers": 1, "cpus_per_trial": 1},
+                          searcher={"name": "optuna", "seed": 0, "settings": {"population_size": 2}})
+    (tmp_path / "moving.yaml").write_text(yaml.safe_dump(raw))
+    old = tmp_path / "moving"
+    before = killed_run(tmp_path / "moving.yaml", old)
+    new = tmp_path / "elsewhere" / "moved"
+    new.parent.mkdir()
+    old.rename(new)
+
+    run = resume_experiment(new, quiet=True)
+    assert not old.exists()  # nothing of the run went back to where it was
+    after = run.trials()
+    assert len(after) == budget and after["trial_id"].is_unique
+    assert set(before["trial_id"]) <= set(after["trial_id"])
+    assert all((new / "trials" / t).is_dir() for t in after["trial_id"])
+    study = open_study(new / "optuna.journal", "moving")
+    assert len([t for t in study.trials if t.state.name == "COMPLETE"]) == budget
+    assert run.state == "finished"
